@@ -132,9 +132,12 @@ def _convert_gguf(gguf_path: Path, out: Path, name: str, source: OfflineSource) 
         model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, dtype=torch.float32, **kwargs)
     finally:
         hf_logging.set_verbosity(verbosity)
-    # What we save is a plain fp32 checkpoint: it no longer needs the GGUF reader.
+    # The weights are already dequantized to fp32: saved as a plain checkpoint, they no longer need
+    # the GGUF reader (transformers still marks the model "gguf-quantized", so drop that mark).
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
+    model.hf_quantizer = None
+    model.is_quantized = False
     model.config._name_or_path = name
     model.name_or_path = name
     tokenizer.model_max_length = model.config.max_position_embeddings

@@ -74,6 +74,7 @@ def ensure_tiny_on_disk(seed: int = 0) -> Path:
     model, tokenizer = tiny_model(seed)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tiny-"))
+    tmp.chmod(0o755)  # mkdtemp's 0700 would hide a shared cache from other users
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
     (tmp / "lora_course_source.json").write_text(json.dumps({"model": TINY, "seed": seed}) + "\n")
