@@ -191,3 +191,13 @@ def test_adapter_for_another_architecture_is_refused(tiny, tmp_path):
     wider, _ = tiny_model(seed=0, hidden_size=128)
     with pytest.raises(AdapterFormatError, match="does not fit this model"):
         load_adapter(wider, tmp_path)
+
+
+def test_merge_into_a_quantized_base_is_refused_clearly():
+    pytest.importorskip("bitsandbytes")
+    from lora_course.models import TINY, load_model
+
+    model, _ = load_model(TINY, quantization="nf4", device="cpu")
+    inject_lora(model, LoraSettings(r=4, alpha=8))
+    with pytest.raises(ValueError, match="quantized"):
+        merge_lora(model)

@@ -99,3 +99,20 @@ def test_warm_load_is_fast(smollm2):
     elapsed = time.perf_counter() - start
     print(f"warm load of {SMOLLM2}: {elapsed:.1f} s")
     assert count_parameters(model)["total"] == 134_515_008
+
+
+def test_nf4_quantized_load_counts_real_parameters_and_trains_lora():
+    """QLoRA's loading path (bitsandbytes NF4 + double quantization); bitsandbytes >= 0.48 runs it on CPU."""
+    pytest.importorskip("bitsandbytes")
+    from lora_course.lora import LoraSettings, inject_lora
+
+    model, _ = load_model(TINY, quantization="nf4", device="cpu")
+    q_proj = model.model.layers[0].self_attn.q_proj
+    assert type(q_proj).__name__ == "Linear4bit"
+    assert q_proj.weight.quant_state.nested  # double quantization is on
+    assert count_parameters(model)["total"] == count_parameters(tiny_model()[0])["total"]
+    inject_lora(model, LoraSettings(r=4, alpha=8))
+    x = torch.tensor([[5, 6, 7, 8, 9]])
+    model(x, labels=x).loss.backward()
+    trained = [n for n, p in model.named_parameters() if p.grad is not None]
+    assert trained and all("lora_" in n for n in trained)

@@ -64,6 +64,11 @@ class LoRALinear(nn.Module):
         """Fold ΔW into the base weight: same outputs, no extra matmuls at inference."""
         if self.merged:
             return
+        if not self.base_layer.weight.dtype.is_floating_point:
+            raise ValueError(
+                "The base layer is quantized (e.g. bitsandbytes 4-bit), so ΔW cannot be added to it in place. "
+                "Merge into the dequantized base instead (see lora_course.adapters)."
+            )
         self.base_layer.weight += self.delta_weight().to(self.base_layer.weight.dtype)
         self.merged = True
 
