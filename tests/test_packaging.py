@@ -1,5 +1,6 @@
 """What `pip install lora-course` gets: the wheel holds the code, the shipped assets and the command."""
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -13,8 +14,13 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> zipfile.ZipFile:
     out = tmp_path_factory.mktemp("wheel")
+    # Build from a copy: setuptools writes build/ and *.egg-info into the tree it builds.
+    source = tmp_path_factory.mktemp("source")
+    shutil.copytree(ROOT / "lora_course", source / "lora_course", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
     # --no-build-isolation: build with this environment's setuptools, no download of build requirements
-    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(ROOT)]
+    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(source)]
     subprocess.run(cmd, check=True, capture_output=True)
     return zipfile.ZipFile(next(out.glob("lora_course-*.whl")))
 
@@ -22,7 +28,7 @@ def wheel(tmp_path_factory) -> zipfile.ZipFile:
 def test_wheel_ships_every_module_and_asset(wheel):
     names = set(wheel.namelist())
     for path in (ROOT / "lora_course").rglob("*"):
-        if path.is_file() and "__pycache__" not in path.parts:
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
             assert path.relative_to(ROOT).as_posix() in names, f"{path} is missing from the wheel"
     assert not any(n.startswith(("tests/", "book/", "solutions/")) for n in names)
 
