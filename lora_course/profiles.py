@@ -56,9 +56,9 @@ class Profile:
         return gpu
 
     def __str__(self) -> str:
-        return (f"profile {self.name!r}: model {self.model} on {self.device}, {self.train_steps} steps of "
-                f"{self.batch_size}x{self.grad_accum} examples, seq_len {self.seq_len}, "
-                f"{self.eval_examples} eval examples")
+        return (f"profile {self.name!r}: {self.model} on {self.device}\n"
+                f"  {self.train_steps} steps of {self.batch_size}x{self.grad_accum} examples, "
+                f"seq_len {self.seq_len}, {self.eval_examples} eval examples")
 
 
 def _cuda_available() -> bool:

@@ -20,7 +20,7 @@ from pathlib import Path
 COLAB = "https://colab.research.google.com"
 
 SETUP_CELL = '''\
-# Setup: in Colab, install the course package from its repository; everywhere, pick the execution profile.
+# Setup. In Colab: install the course package from its repository.
 import sys
 
 if "google.colab" in sys.modules:
@@ -28,7 +28,8 @@ if "google.colab" in sys.modules:
 
 from lora_course.profiles import current_profile
 
-profile = current_profile()  # LORA_COURSE_PROFILE=fast|cpu|gpu; default gpu with CUDA, else cpu
+# fast | cpu | gpu, from LORA_COURSE_PROFILE (default: gpu with CUDA, else cpu)
+profile = current_profile()
 print(profile)'''
 
 
