@@ -13,6 +13,7 @@ book: setup
 
 # The test suite: fast tests and the slow ones that need the real SmolLM2 weights.
 test: setup
+	@./scripts/setup-system.sh
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:

@@ -205,10 +205,12 @@ def _cut_into_tiles(png: Path, height: int) -> None:
 @pytest.mark.slow
 def test_site_builds_in_fast_profile_and_renders_in_chromium(tmp_path):
     exe = _chromium()
+    # CI must run this test; elsewhere a machine without the browser skips it, saying what to install.
+    missing = pytest.fail if os.environ.get("CI") else pytest.skip
     if exe is None:
-        pytest.fail("Chromium is not installed. Fix: apt-get install -y chromium libjs-mathjax")
+        missing("Chromium is not installed. Fix: apt-get install -y chromium libjs-mathjax (make test does it as root)")
     if not LOCAL_MATHJAX.is_file():
-        pytest.fail(f"{LOCAL_MATHJAX} is missing (MathJax for rendering offline). Fix: apt-get install -y libjs-mathjax")
+        missing(f"{LOCAL_MATHJAX} is missing (MathJax for rendering offline). Fix: apt-get install -y libjs-mathjax")
     env = dict(os.environ, LORA_COURSE_PROFILE="fast")
     build = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_book.py"), "--output", str(tmp_path)],
                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
