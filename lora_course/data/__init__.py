@@ -1,0 +1,10 @@
+"""Data: chat formatting with the model's own template, prompt masking, padding and packing, lengths."""
+
+from lora_course.data.batching import Collator, PackedCollator, pack, padding_stats
+from lora_course.data.chat import IGNORE_INDEX, Example, format_chat, format_prompt, split_prompt_response, tokenize_dataset
+from lora_course.data.lengths import check_sequence_length, length_stats
+
+__all__ = [
+    "Collator", "Example", "IGNORE_INDEX", "PackedCollator", "check_sequence_length", "format_chat", "format_prompt",
+    "length_stats", "pack", "padding_stats", "split_prompt_response", "tokenize_dataset",
+]
