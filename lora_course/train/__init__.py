@@ -1,0 +1,8 @@
+"""The training loop and its parts: token-normalized accumulation, optimizers, schedules, checkpoints."""
+
+from lora_course.train.loop import TrainConfig, TrainResult, evaluate_loss, peak_memory, train
+from lora_course.train.loss import summed_token_loss, target_tokens
+from lora_course.train.optim import OPTIMIZERS, SCHEDULERS, make_optimizer, make_scheduler
+
+__all__ = ["OPTIMIZERS", "SCHEDULERS", "TrainConfig", "TrainResult", "evaluate_loss", "make_optimizer",
+           "make_scheduler", "peak_memory", "summed_token_loss", "target_tokens", "train"]

@@ -1,0 +1,319 @@
+"""One training loop, readable in one sitting: the book, the command line and the benchmarks use it.
+
+    for each optimizer step:
+        take the next k micro-batches (the accumulation window)
+        count the window's target tokens
+        for each micro-batch: loss = summed token loss / window tokens; backward
+        clip, step, schedule, zero the gradients
+        now and then: log, evaluate, save a checkpoint
+
+Everything else (precision, checkpointing, resuming) is a few lines around that skeleton.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import random
+import resource
+import time
+from pathlib import Path
+
+import torch
+
+from lora_course.train.loss import summed_token_loss, target_tokens
+from lora_course.train.optim import make_optimizer, make_scheduler
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    micro_batch_size: int = 4
+    gradient_accumulation_steps: int = 1
+    max_steps: int | None = None  # optimizer steps; None: num_epochs over the data
+    num_epochs: float = 1.0
+    learning_rate: float = 2e-4
+    weight_decay: float = 0.0
+    optimizer: str = "adamw"
+    lr_scheduler: str = "cosine"
+    warmup_steps: int = 0
+    max_grad_norm: float | None = 1.0
+    gradient_checkpointing: bool = False
+    precision: str = "auto"  # auto: bf16 on a CUDA card that has it, else fp32
+    eval_steps: int | None = None
+    early_stopping_patience: int | None = None  # evaluations without a better eval loss
+    save_steps: int | None = None
+    output_dir: str | None = None
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self):
+        for name in ("micro_batch_size", "gradient_accumulation_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}.")
+
+
+@dataclasses.dataclass
+class TrainResult:
+    history: list[dict]
+    steps: int
+    wall_time_s: float
+    tokens: int  # target tokens trained on
+    input_tokens: int  # non-padding tokens processed
+    peak_memory_bytes: int
+    final_train_loss: float | None
+    final_eval_loss: float | None
+    stopped_early: bool = False
+    interrupted: bool = False
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.input_tokens / self.wall_time_s if self.wall_time_s else 0.0
+
+
+def train(model, train_data, collator, config: TrainConfig, eval_data=None, resume: bool = False, log=print) -> TrainResult:
+    """Train ``model`` on ``train_data`` (a list of examples ``collator`` turns into batches)."""
+    device = next(p.device for p in model.parameters())
+    precision = _resolve_precision(config.precision, device)
+    batches = _BatchOrder(len(train_data), config.micro_batch_size, config.seed)
+    total_steps = config.max_steps or max(1, int(config.num_epochs * batches.per_epoch / config.gradient_accumulation_steps))
+    optimizer = make_optimizer(model.parameters(), config.optimizer, config.learning_rate, config.weight_decay)
+    scheduler = make_scheduler(optimizer, config.lr_scheduler, config.warmup_steps, total_steps)
+    scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
+    out = Path(config.output_dir) if config.output_dir else None
+    state = {"step": 0, "micro_batches_seen": 0, "history": [], "best_eval": None, "evals_without_gain": 0}
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+    if resume:
+        _load_checkpoint(out, model, optimizer, scheduler, state, log)
+
+    restore = _enter_training_mode(model, config.gradient_checkpointing)
+    _reset_peak_memory(device)
+    progress = _progress(total_steps, state["step"], config.progress)
+    started, trained_tokens, input_tokens = time.perf_counter(), 0, 0
+    stopped_early = interrupted = False
+    try:
+        while state["step"] < total_steps:
+            window = [collator([train_data[i] for i in batches.indices(state["micro_batches_seen"] + j)])
+                      for j in range(config.gradient_accumulation_steps)]
+            window = [{k: v.to(device) for k, v in b.items()} for b in window]
+            window_tokens = _global_sum(sum(target_tokens(b["labels"]) for b in window), device)
+            step_start, window_loss = time.perf_counter(), 0.0
+            for batch in window:
+                with _autocast(precision, device):
+                    loss = summed_token_loss(model, batch) / window_tokens * _world_size()
+                scaler.scale(loss).backward()
+                window_loss += loss.item() / _world_size()
+            if config.max_grad_norm:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], config.max_grad_norm)
+            scaler.step(optimizer)
+            scaler.update()
+            lr = scheduler.get_last_lr()[0]
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            state["step"] += 1
+            state["micro_batches_seen"] += len(window)
+            n_input = sum(int(b["attention_mask"].sum()) if "attention_mask" in b else b["input_ids"].numel() for b in window)
+            trained_tokens += window_tokens
+            input_tokens += n_input
+            record = {"step": state["step"], "loss": window_loss, "lr": lr, "target_tokens": window_tokens,
+                      "tokens_per_s": n_input / (time.perf_counter() - step_start),
+                      "elapsed_s": time.perf_counter() - started, "peak_memory_bytes": peak_memory(device)}
+            if eval_data is not None and config.eval_steps and state["step"] % config.eval_steps == 0:
+                record["eval_loss"] = evaluate_loss(model, eval_data, collator, config.micro_batch_size, precision)
+                stopped_early = _early_stop(state, record["eval_loss"], config.early_stopping_patience)
+            state["history"].append(record)
+            _log_jsonl(out, record)
+            progress.update(1)
+            progress.set_postfix(loss=f"{window_loss:.3f}", **({"eval": f"{record['eval_loss']:.3f}"} if "eval_loss" in record else {}))
+            if out and config.save_steps and state["step"] % config.save_steps == 0:
+                _save_checkpoint(out, model, optimizer, scheduler, state)
+            if stopped_early:
+                log(f"early stopping at step {state['step']}: no better eval loss in {config.early_stopping_patience} evaluations")
+                break
+    except KeyboardInterrupt:
+        interrupted = True
+        if out:
+            _save_checkpoint(out, model, optimizer, scheduler, state)
+            log(f"interrupted at step {state['step']}; checkpoint saved in {out / CHECKPOINT} (resume to continue)")
+        else:
+            raise
+    finally:
+        progress.close()
+        restore()
+    final_eval = None
+    if eval_data is not None and not interrupted:
+        final_eval = evaluate_loss(model, eval_data, collator, config.micro_batch_size, precision)
+    history = state["history"]
+    return TrainResult(
+        history=history, steps=state["step"], wall_time_s=time.perf_counter() - started, tokens=trained_tokens,
+        input_tokens=input_tokens, peak_memory_bytes=peak_memory(device),
+        final_train_loss=history[-1]["loss"] if history else None, final_eval_loss=final_eval,
+        stopped_early=stopped_early, interrupted=interrupted,
+    )
+
+
+@torch.no_grad()
+def evaluate_loss(model, data, collator, batch_size: int = 8, precision: str = "fp32") -> float:
+    """Mean loss per target token over the whole set (not a mean of batch means)."""
+    was_training = model.training
+    model.eval()
+    device = next(p.device for p in model.parameters())
+    total, tokens = 0.0, 0
+    for start in range(0, len(data), batch_size):
+        batch = {k: v.to(device) for k, v in collator(data[start:start + batch_size]).items()}
+        with _autocast(precision, device):
+            total += summed_token_loss(model, batch).item()
+        tokens += target_tokens(batch["labels"])
+    model.train(was_training)
+    return total / max(tokens, 1)
+
+
+class _BatchOrder:
+    """Which examples make micro-batch number n: a seeded shuffle per epoch, so a resumed run
+    sees exactly the batches the uninterrupted run would have seen."""
+
+    def __init__(self, n_examples: int, batch_size: int, seed: int):
+        if n_examples == 0:
+            raise ValueError("The training set is empty.")
+        self.n, self.batch_size, self.seed = n_examples, batch_size, seed
+        self.per_epoch = max(1, n_examples // batch_size)  # the ragged last batch is dropped
+        self._epoch, self._perm = -1, None
+
+    def indices(self, micro_batch: int) -> list[int]:
+        epoch, within = divmod(micro_batch, self.per_epoch)
+        if epoch != self._epoch:
+            generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+            self._perm, self._epoch = torch.randperm(self.n, generator=generator).tolist(), epoch
+        start = within * self.batch_size
+        return self._perm[start:start + self.batch_size]
+
+
+def _resolve_precision(precision: str, device: torch.device) -> str:
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("fp16 mixed precision needs a CUDA device. Fix: use precision fp32 (or bf16) on CPU.")
+    return precision
+
+
+def _autocast(precision: str, device: torch.device):
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+def _enter_training_mode(model, gradient_checkpointing: bool):
+    """Train mode, KV cache off, checkpointing as asked; returns a function that undoes it."""
+    was_training, use_cache = model.training, getattr(model.config, "use_cache", None)
+    had_checkpointing = getattr(model, "is_gradient_checkpointing", False)
+    model.train()
+    if use_cache is not None:
+        model.config.use_cache = False  # a cache is useless in training and breaks checkpointing
+    if gradient_checkpointing and not had_checkpointing:
+        # Non-reentrant checkpointing works when the inputs of a block need no gradient (frozen
+        # embeddings under LoRA); the reentrant kind silently drops the adapters' gradients there.
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+    def restore():
+        model.train(was_training)
+        if use_cache is not None:
+            model.config.use_cache = use_cache
+        if gradient_checkpointing and not had_checkpointing:
+            model.gradient_checkpointing_disable()
+
+    return restore
+
+
+def _world_size() -> int:
+    dist = torch.distributed
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _global_sum(value: int, device) -> int:
+    """Target tokens of the window over all processes: every rank divides by the same count."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    t = torch.tensor([value], device=device)
+    dist.all_reduce(t)
+    return int(t.item())
+
+
+def peak_memory(device) -> int:
+    """CUDA: peak bytes allocated by tensors. CPU: the process's peak resident set size."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.max_memory_allocated(device)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def _reset_peak_memory(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _early_stop(state: dict, eval_loss: float, patience: int | None) -> bool:
+    if state["best_eval"] is None or eval_loss < state["best_eval"]:
+        state["best_eval"], state["evals_without_gain"] = eval_loss, 0
+        return False
+    state["evals_without_gain"] += 1
+    return patience is not None and state["evals_without_gain"] >= patience
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc="training", unit="step", disable=not enabled)
+
+
+def _log_jsonl(out: Path | None, record: dict) -> None:
+    if out is None:
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _trainable_state(model) -> dict:
+    return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _save_checkpoint(out: Path, model, optimizer, scheduler, state) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "trainable": _trainable_state(model), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        "state": state, "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
+                                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+    }
+    tmp = out / (CHECKPOINT + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(out / CHECKPOINT)  # a crash while saving leaves the previous checkpoint intact
+
+
+def _load_checkpoint(out: Path | None, model, optimizer, scheduler, state, log) -> None:
+    path = (out / CHECKPOINT) if out else None
+    if path is None or not path.is_file():
+        raise FileNotFoundError(f"Nothing to resume: no {CHECKPOINT} in {out}. Fix: start without --resume.")
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    params = dict(model.named_parameters())
+    missing = set(payload["trainable"]) - set(params)
+    if missing:
+        raise ValueError(f"The checkpoint in {out} belongs to another model setup ({len(missing)} tensors have no "
+                         "place here). Fix: resume with the configuration it was trained with.")
+    with torch.no_grad():
+        for name, value in payload["trainable"].items():
+            params[name].copy_(value)
+    optimizer.load_state_dict(payload["optimizer"])
+    scheduler.load_state_dict(payload["scheduler"])
+    state.update(payload["state"])
+    torch.set_rng_state(payload["rng"]["torch"])
+    random.setstate(payload["rng"]["python"])
+    if payload["rng"]["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(payload["rng"]["cuda"])
+    log(f"resumed from {path} at step {state['step']}")

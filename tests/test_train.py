@@ -1,0 +1,163 @@
+"""The training loop: accumulation that equals a big batch, checkpointing, resuming, logging."""
+
+import json
+
+import pytest
+import torch
+
+from lora_course.data import Collator, format_chat
+from lora_course.lora import LoraSettings, inject_lora
+from lora_course.models import tiny_model, tiny_tokenizer
+from lora_course.train import TrainConfig, summed_token_loss, target_tokens, train
+from lora_course.train.loss import IGNORE_INDEX
+
+
+@pytest.fixture(scope="module")
+def examples():
+    tok = tiny_tokenizer()
+    # deliberately different lengths: that is where mean-of-means goes wrong
+    answers = ["5", "The answer is " + "very " * 12 + "long", "ok", "Answer: " + "x y " * 20, "no", "Answer: 42",
+               "a b c", "It is " + "z " * 30]
+    return [format_chat(tok, [{"role": "user", "content": f"Question {i}?"}, {"role": "assistant", "content": a}])
+            for i, a in enumerate(answers)]
+
+
+@pytest.fixture(scope="module")
+def collate():
+    return Collator(tiny_tokenizer().pad_token_id)
+
+
+def lora_model(dropout=0.0, seed=0):
+    model, _ = tiny_model(seed=seed)
+    torch.manual_seed(1)
+    inject_lora(model, LoraSettings(r=4, alpha=8, dropout=dropout, target_modules="all-linear"))
+    with torch.no_grad():  # non-zero B so that every adapter matrix has a gradient from step 1
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.02)
+    return model
+
+
+def grads(model):
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_accumulated_micro_batches_equal_one_big_batch_and_mean_of_means_does_not(examples, collate):
+    k = 4
+    big = lora_model()
+    batch = collate(examples[:k])
+    (summed_token_loss(big, batch) / target_tokens(batch["labels"])).backward()
+    reference = grads(big)
+
+    accumulated = lora_model()
+    micro = [collate([e]) for e in examples[:k]]
+    window_tokens = sum(target_tokens(b["labels"]) for b in micro)
+    for b in micro:
+        (summed_token_loss(accumulated, b) / window_tokens).backward()
+    naive = lora_model()
+    for b in micro:  # the 2024 bug: each micro-batch's mean, averaged
+        (summed_token_loss(naive, b) / target_tokens(b["labels"]) / k).backward()
+
+    ours, theirs = grads(accumulated), grads(naive)
+    assert ours.keys() == reference.keys() and len(ours) > 0
+    for name in reference:
+        torch.testing.assert_close(ours[name], reference[name], atol=1e-5, rtol=1e-4)
+    worst = max((theirs[n] - reference[n]).abs().max().item() / reference[n].abs().max().item() for n in reference)
+    assert worst > 0.05, f"mean-of-means should differ visibly with unequal lengths (relative diff {worst:.3g})"
+
+
+def test_train_with_accumulation_matches_the_big_batch_step(examples, collate):
+    """Through the loop itself: 1 step of batch 4 == 1 step of 4 micro-batches of 1 (same examples)."""
+    data = examples[:4]
+    common = dict(max_steps=1, optimizer="sgd", learning_rate=0.5, max_grad_norm=None, progress=False, seed=3)
+    big, small = lora_model(), lora_model()
+    train(big, data, collate, TrainConfig(micro_batch_size=4, **common))
+    # the seeded shuffle differs by batch size, so give the small run the same 4 examples in any order
+    train(small, data, collate, TrainConfig(micro_batch_size=1, gradient_accumulation_steps=4, **common))
+    for (name, p), q in zip(big.named_parameters(), small.parameters()):
+        torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_loss_decreases_and_only_adapters_change(examples, collate):
+    model = lora_model()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    result = train(model, examples, collate, TrainConfig(micro_batch_size=2, max_steps=12, learning_rate=5e-3,
+                                                         progress=False))
+    losses = [r["loss"] for r in result.history]
+    assert losses[-1] < losses[0]
+    for name, p in model.named_parameters():
+        assert torch.equal(p, before[name]) != ("lora_" in name), name
+    assert result.tokens == sum(r["target_tokens"] for r in result.history)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients_with_frozen_embeddings(examples, collate):
+    batch = collate(examples[:3])
+    plain, checkpointed = lora_model(), lora_model()
+    checkpointed.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    checkpointed.train(), plain.train()
+    for m in (plain, checkpointed):
+        summed_token_loss(m, batch).backward()
+    a, b = grads(plain), grads(checkpointed)
+    assert a.keys() == b.keys() and len(a) == 3 * 7 * 2
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], atol=1e-5, rtol=1e-4)
+
+
+def test_checkpointing_setting_and_cache_are_restored_after_training(examples, collate):
+    model = lora_model()
+    assert model.config.use_cache is True and not model.is_gradient_checkpointing
+    train(model, examples, collate, TrainConfig(micro_batch_size=2, max_steps=2, gradient_checkpointing=True, progress=False))
+    assert model.config.use_cache is True and not model.is_gradient_checkpointing
+
+
+class _InterruptAfter:
+    """A collator that raises KeyboardInterrupt (Ctrl-C) on its n-th call: a run killed mid-way."""
+
+    def __init__(self, collate, n):
+        self.collate, self.n, self.calls = collate, n, 0
+
+    def __call__(self, batch):
+        self.calls += 1
+        if self.calls == self.n:
+            raise KeyboardInterrupt
+        return self.collate(batch)
+
+
+def test_interrupted_and_resumed_run_ends_with_the_same_weights(examples, collate, tmp_path):
+    # dropout > 0 and a shuffled order: resuming must restore RNG state and data position too
+    config = dict(micro_batch_size=2, gradient_accumulation_steps=2, max_steps=6, learning_rate=1e-2,
+                  warmup_steps=2, progress=False, seed=11)
+    straight = lora_model(dropout=0.1)
+    train(straight, examples, collate, TrainConfig(**config))
+
+    resumed = lora_model(dropout=0.1)
+    out = tmp_path / "run"
+    first = train(resumed, examples, _InterruptAfter(collate, 7), TrainConfig(output_dir=str(out), **config), log=lambda *a: None)
+    assert first.interrupted and first.steps == 3 and (out / "checkpoint.pt").is_file()
+    fresh = lora_model(dropout=0.1, seed=0)  # a new process would start from a fresh model
+    second = train(fresh, examples, collate, TrainConfig(output_dir=str(out), **config), resume=True, log=lambda *a: None)
+    assert second.steps == 6
+    for (name, p), q in zip(straight.named_parameters(), fresh.parameters()):
+        torch.testing.assert_close(q, p, atol=0, rtol=0, msg=name)
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_resume_without_checkpoint_is_a_clear_error(examples, collate, tmp_path):
+    with pytest.raises(FileNotFoundError, match="Nothing to resume"):
+        train(lora_model(), examples, collate, TrainConfig(output_dir=str(tmp_path), max_steps=1, progress=False), resume=True)
+
+
+def test_early_stopping_on_eval_loss(examples, collate):
+    # a learning rate far too high makes the eval loss rise, so patience runs out before max_steps
+    model = lora_model()
+    result = train(model, examples[:6], collate, TrainConfig(micro_batch_size=2, max_steps=40, learning_rate=3.0,
+                   max_grad_norm=None, eval_steps=1, early_stopping_patience=2, progress=False),
+                   eval_data=examples[6:], log=lambda *a: None)
+    assert result.stopped_early and result.steps < 40
+    assert all("eval_loss" in r for r in result.history)
+
+
+def test_target_tokens_skip_the_first_position_and_ignored_labels():
+    labels = torch.tensor([[5, 6, IGNORE_INDEX, 7], [IGNORE_INDEX, IGNORE_INDEX, 8, IGNORE_INDEX]])
+    assert target_tokens(labels) == 3
