@@ -1,0 +1,212 @@
+"""The YAML training configuration: axolotl-style keys, checked before any model is loaded.
+
+Every problem found is reported at once, each with its cause and fix: an unknown key (with the
+closest known key), a wrong type, an impossible value, a target module the model does not have
+(checked on a weightless meta-device copy of the model), a data set without the fields it needs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ADAPTERS = (None, "lora", "qlora")
+DATASET_TYPES = ("chat", "alpaca")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message lists every problem and how to fix it."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.problems = problems
+        super().__init__(f"{source}: {len(problems)} problem(s) in the configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+@dataclasses.dataclass
+class DatasetSpec:
+    path: str  # "bundled:instructions", or a hub id / local file for datasets.load_dataset
+    type: str = "chat"  # chat: a "messages" field; alpaca: instruction / input / output
+    split: str = "train"
+    field_messages: str = "messages"
+
+
+@dataclasses.dataclass
+class TrainingConfig:
+    base_model: str
+    output_dir: str
+    datasets: list[DatasetSpec]
+    sequence_length: int = 512
+    micro_batch_size: int = 4
+    gradient_accumulation_steps: int = 1
+    num_epochs: float = 1.0
+    max_steps: int | None = None
+    learning_rate: float = 2e-4
+    lr_scheduler: str = "cosine"
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    max_grad_norm: float | None = 1.0
+    optimizer: str = "adamw"
+    adapter: str | None = "lora"
+    lora_r: int = 16
+    lora_alpha: float = 32
+    lora_dropout: float = 0.0
+    lora_target_modules: list[str] = dataclasses.field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    lora_target_linear: bool = False
+    use_rslora: bool = False
+    gradient_checkpointing: bool = False
+    bf16: bool | str = "auto"
+    fp16: bool = False
+    train_on_inputs: bool = False
+    val_set_size: int = 0
+    eval_steps: int | None = None
+    save_steps: int | None = None
+    early_stopping_patience: int | None = None
+    seed: int = 0
+
+    @property
+    def lora_targets(self):
+        return "all-linear" if self.lora_target_linear else self.lora_target_modules
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(TrainingConfig)}
+_REQUIRED = [name for name, f in _FIELDS.items()
+             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+_TYPES: dict[str, tuple] = {
+    "base_model": (str,), "output_dir": (str,), "datasets": (list,), "sequence_length": (int,), "micro_batch_size": (int,),
+    "gradient_accumulation_steps": (int,), "num_epochs": (int, float), "max_steps": (int, type(None)),
+    "learning_rate": (int, float), "lr_scheduler": (str,), "warmup_steps": (int,), "weight_decay": (int, float),
+    "max_grad_norm": (int, float, type(None)), "optimizer": (str,), "adapter": (str, type(None)), "lora_r": (int,),
+    "lora_alpha": (int, float), "lora_dropout": (int, float), "lora_target_modules": (list,),
+    "lora_target_linear": (bool,), "use_rslora": (bool,), "gradient_checkpointing": (bool,), "bf16": (bool, str),
+    "fp16": (bool,), "train_on_inputs": (bool,), "val_set_size": (int,), "eval_steps": (int, type(None)),
+    "save_steps": (int, type(None)), "early_stopping_patience": (int, type(None)), "seed": (int,),
+}
+
+
+def load_config(path: str | Path, overrides: dict | None = None) -> TrainingConfig:
+    """Read and validate a YAML file (no model is loaded; target modules are checked separately)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(str(path), [f"the file does not exist. Fix: check the path (examples are in examples/)."])
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(str(path), [f"not valid YAML{where}: {getattr(e, 'problem', e)}. "
+                                      "Fix: check indentation and quoting there."]) from None
+    return parse_config(raw, str(path), overrides)
+
+
+def parse_config(raw: Any, source: str = "config", overrides: dict | None = None) -> TrainingConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(source, ["the file must be a mapping of keys to values (key: value), not "
+                                   f"{type(raw).__name__}."])
+    raw = {**raw, **(overrides or {})}
+    problems = []
+    for key in raw:
+        if key not in _FIELDS:
+            close = difflib.get_close_matches(str(key), _FIELDS, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else f" Known keys: {', '.join(sorted(_FIELDS))}."
+            problems.append(f"unknown key '{key}'.{hint}")
+    for key in _REQUIRED:
+        if key not in raw:
+            problems.append(f"'{key}' is required.")
+    for key, value in raw.items():
+        types = _TYPES.get(key)
+        if types and not (isinstance(value, types) and not (isinstance(value, bool) and bool not in types)):
+            wanted = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+            problems.append(f"'{key}' must be {wanted}, got {value!r} ({type(value).__name__}).")
+    if problems:
+        raise ConfigError(source, problems)
+    datasets = []
+    for i, spec in enumerate(raw["datasets"]):
+        if isinstance(spec, str):
+            spec = {"path": spec}
+        if not isinstance(spec, dict) or "path" not in spec:
+            problems.append(f"datasets[{i}] needs a 'path' (e.g. bundled:instructions or a hub id).")
+            continue
+        unknown = set(spec) - {f.name for f in dataclasses.fields(DatasetSpec)}
+        if unknown:
+            problems.append(f"datasets[{i}] has unknown field(s) {sorted(unknown)}; known: path, type, split, field_messages.")
+            continue
+        datasets.append(DatasetSpec(**spec))
+        if datasets[-1].type not in DATASET_TYPES:
+            problems.append(f"datasets[{i}].type must be one of {DATASET_TYPES}, got {datasets[-1].type!r}.")
+    if not raw["datasets"]:
+        problems.append("'datasets' is empty. Fix: name at least one, e.g. - path: bundled:instructions")
+    config = TrainingConfig(**{**raw, "datasets": datasets})
+    problems += _value_problems(config)
+    if problems:
+        raise ConfigError(source, problems)
+    return config
+
+
+def _value_problems(c: TrainingConfig) -> list[str]:
+    from lora_course.train import OPTIMIZERS, SCHEDULERS
+
+    p = []
+    if c.adapter not in ADAPTERS:
+        p.append(f"adapter must be lora, qlora or null (full fine-tuning), got {c.adapter!r}.")
+    if c.adapter and c.lora_r <= 0:
+        p.append(f"lora_r must be a positive integer, got {c.lora_r}.")
+    if c.adapter and c.lora_alpha <= 0:
+        p.append(f"lora_alpha must be positive, got {c.lora_alpha}.")
+    if not 0 <= c.lora_dropout < 1:
+        p.append(f"lora_dropout must be in [0, 1), got {c.lora_dropout}.")
+    for key in ("sequence_length", "micro_batch_size", "gradient_accumulation_steps"):
+        if getattr(c, key) < 1:
+            p.append(f"{key} must be at least 1, got {getattr(c, key)}.")
+    if c.learning_rate <= 0:
+        p.append(f"learning_rate must be positive, got {c.learning_rate}.")
+    if c.optimizer not in OPTIMIZERS:
+        p.append(f"optimizer {c.optimizer!r} is unknown; choose one of {', '.join(OPTIMIZERS)}.")
+    if c.lr_scheduler not in SCHEDULERS:
+        p.append(f"lr_scheduler {c.lr_scheduler!r} is unknown; choose one of {', '.join(SCHEDULERS)}.")
+    if c.bf16 not in (True, False, "auto"):
+        p.append(f"bf16 must be true, false or auto, got {c.bf16!r}.")
+    if c.fp16 and c.bf16 is True:
+        p.append("bf16 and fp16 are both true. Fix: choose one.")
+    if c.early_stopping_patience and not c.eval_steps:
+        p.append("early_stopping_patience needs eval_steps (and val_set_size > 0) to have evaluations to compare.")
+    if c.eval_steps and c.val_set_size <= 0:
+        p.append("eval_steps is set but val_set_size is 0, so there is nothing to evaluate. Fix: set val_set_size.")
+    return p
+
+
+def check_against_model(config: TrainingConfig) -> list[str]:
+    """Problems only the model's architecture reveals (read from its config on the meta device)."""
+    from lora_course.lora import LoraSettings, find_targets
+    from lora_course.models import load_config as load_model_config
+    from lora_course.models import meta_model
+
+    if not config.adapter:
+        return []
+    model = meta_model(load_model_config(config.base_model))
+    try:
+        find_targets(model, LoraSettings(r=config.lora_r, alpha=config.lora_alpha, target_modules=config.lora_targets))
+    except ValueError as e:
+        return [f"lora_target_modules: {e}"]
+    return []
+
+
+def pitfall_warnings(config: TrainingConfig, n_examples: int | None = None, p95_length: int | None = None,
+                     tokenizer=None) -> list[str]:
+    """The course's checklist of choices that run but usually disappoint."""
+    w = []
+    if config.adapter and config.lora_r >= 64 and n_examples is not None and n_examples < 10_000:
+        w.append(f"lora_r={config.lora_r} on {n_examples} examples: a rank this high mostly adds capacity to memorise. "
+                 "r=8 to 32 is the usual start.")
+    if config.adapter and config.learning_rate < 5e-5:
+        w.append(f"learning_rate={config.learning_rate:g} is low for LoRA (adapters start at zero); 1e-4 to 1e-3 is typical.")
+    if p95_length is not None and config.sequence_length > 2 * p95_length:
+        w.append(f"sequence_length={config.sequence_length} is over twice the p95 length ({p95_length}); "
+                 "it costs memory for padding. Fix: lower it or pack.")
+    if tokenizer is not None and tokenizer.pad_token_id is not None and tokenizer.pad_token_id == tokenizer.eos_token_id:
+        w.append("pad token == eos token: fine here, because padding is masked by position (attention mask), "
+                 "not by token id, so each response keeps its EOS; collators that mask by id would drop it.")
+    return w
