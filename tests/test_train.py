@@ -161,3 +161,27 @@ def test_early_stopping_on_eval_loss(examples, collate):
 def test_target_tokens_skip_the_first_position_and_ignored_labels():
     labels = torch.tensor([[5, 6, IGNORE_INDEX, 7], [IGNORE_INDEX, IGNORE_INDEX, 8, IGNORE_INDEX]])
     assert target_tokens(labels) == 3
+
+
+@pytest.mark.parametrize("name", ["adamw_8bit", "sgd"])
+def test_other_optimizers_train(examples, collate, name):
+    pytest.importorskip("bitsandbytes")
+    model = lora_model()
+    result = train(model, examples, collate, TrainConfig(micro_batch_size=2, max_steps=4, optimizer=name,
+                                                         learning_rate=5e-3 if name != "sgd" else 0.5, progress=False))
+    assert result.steps == 4 and result.history[-1]["loss"] < result.history[0]["loss"]
+
+
+def test_qlora_trains_through_the_loop(examples, collate):
+    """QLoRA: NF4 base (bitsandbytes runs 4-bit on CPU), fp32 adapters, the same loop."""
+    pytest.importorskip("bitsandbytes")
+    from lora_course.models import TINY, load_model
+
+    model, _ = load_model(TINY, quantization="nf4", device="cpu", log=lambda *a: None)
+    inject_lora(model, LoraSettings(r=4, alpha=8, target_modules="all-linear"))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    result = train(model, examples, collate, TrainConfig(micro_batch_size=2, max_steps=6, learning_rate=1e-2,
+                                                         progress=False))
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+    for name, p in model.named_parameters():  # the packed 4-bit weights stay as they were
+        assert torch.equal(p, before[name]) != ("lora_" in name), name
