@@ -1,7 +1,5 @@
 """The bundled data sets: reproducible from their script, the promised sizes, no train/test overlap."""
 
-import json
-
 import pytest
 
 from lora_course.data import answer_matches, exact_match, extract_answer, load_bundled, parsed_match
@@ -51,4 +49,3 @@ def test_answer_checking():
     assert not parsed_match("The capital is not Paris, it is Lyon", "Paris")  # containment is not a match
     record = {"answer": "tenalp"}
     assert answer_matches("tenalp", record) and not answer_matches("planet", record)
-    assert json.dumps(record)

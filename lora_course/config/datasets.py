@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from lora_course.config.schema import DatasetSpec
 from lora_course.data import load_bundled
 
@@ -18,8 +20,6 @@ def load_records(spec: DatasetSpec) -> list[dict]:
     if spec.path.startswith(BUNDLED_PREFIX):
         return load_bundled(spec.path[len(BUNDLED_PREFIX):], spec.split)
     from lora_course.models.hub import hub_reachable
-
-    from pathlib import Path
 
     if not Path(spec.path).exists() and not hub_reachable():
         raise ValueError(f"Data set {spec.path!r} is on the hub, which this machine cannot reach. "
