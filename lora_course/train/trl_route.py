@@ -12,7 +12,7 @@ import tempfile
 
 import torch
 
-from lora_course.train.loop import TrainConfig
+from lora_course.train.loop import TrainConfig, _resolve_precision
 
 _OPTIM = {"adamw": "adamw_torch", "adamw_8bit": "adamw_bnb_8bit", "paged_adamw": "paged_adamw_32bit",
           "paged_adamw_8bit": "paged_adamw_8bit", "sgd": "sgd"}
@@ -29,7 +29,7 @@ def sft_trainer(model, tokenizer, examples, config: TrainConfig, eval_examples=N
         return Dataset.from_list(rows)
 
     cuda = torch.cuda.is_available() and next(model.parameters()).device.type == "cuda"
-    precision = config.precision if config.precision != "auto" else ("bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32")
+    precision = _resolve_precision(config.precision, next(model.parameters()).device)
     args = SFTConfig(
         output_dir=config.output_dir or tempfile.mkdtemp(prefix="lora-course-trl-"),
         per_device_train_batch_size=config.micro_batch_size,
