@@ -11,6 +11,8 @@ import sys
 COMMANDS = {
     "params": "params",
     "train": "train",
+    "eval": "eval",
+    "merge": "merge",
 }
 
 

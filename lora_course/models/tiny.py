@@ -29,7 +29,8 @@ def tiny_config(num_hidden_layers: int = 3, hidden_size: int = 64, **overrides):
     kwargs = dict(
         vocab_size=49152,
         hidden_size=hidden_size,
-        intermediate_size=hidden_size * 8 // 3,
+        # a multiple of 32, like real SwiGLU widths; bitsandbytes' CPU 4-bit inference kernel needs it
+        intermediate_size=hidden_size * 3,
         num_hidden_layers=num_hidden_layers,
         num_attention_heads=4,
         num_key_value_heads=2,
@@ -65,7 +66,11 @@ def ensure_tiny_on_disk(seed: int = 0) -> Path:
     """Save the tiny model (seed 0) under the cache so it loads by path like any checkpoint."""
     from lora_course.models.offline import cache_root
 
-    target = cache_root() / "models" / f"tiny-random-llama-seed{seed}"
+    import hashlib
+
+    # the config's hash in the name: a cached copy from an older tiny config is never reused
+    version = hashlib.sha256(tiny_config().to_json_string().encode()).hexdigest()[:8]
+    target = cache_root() / "models" / f"tiny-random-llama-{version}-seed{seed}"
     if (target / "model.safetensors").is_file():
         return target
     import shutil
