@@ -60,7 +60,13 @@ def _sha(text: str) -> str:
 
 def tokenizer_hashes(tokenizer) -> dict:
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    vocab = backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(), sort_keys=True)
+    if backend is not None:
+        # canonical JSON of the vocabulary, merges and normalizers; padding and truncation are
+        # runtime settings (generation switches padding sides), not part of the tokenizer's identity
+        state = {k: v for k, v in json.loads(backend.to_str()).items() if k not in ("padding", "truncation")}
+        vocab = json.dumps(state, sort_keys=True)
+    else:
+        vocab = json.dumps(tokenizer.get_vocab(), sort_keys=True)
     return {"tokenizer": _sha(vocab), "chat_template": _sha(tokenizer.chat_template or "")}
 
 

@@ -13,6 +13,7 @@ COMMANDS = {
     "train": "train",
     "eval": "eval",
     "merge": "merge",
+    "compare": "compare",
 }
 
 

@@ -42,23 +42,31 @@ def run(args) -> int:
 def train_from_config(config, resume: bool = False, log=print) -> dict:
     import torch
 
+    from lora_course.adapters import base_identity, save_with_metadata
     from lora_course.config import pitfall_warnings
+    from lora_course.config.schema import tokenizer_mismatch
     from lora_course.config.datasets import load_records
     from lora_course.data import Collator, check_sequence_length, length_stats, tokenize_dataset
-    from lora_course.lora import LoraSettings, inject_lora, save_adapter
-    from lora_course.models import count_parameters, load_model
-    from lora_course.train import TrainConfig, train
+    from lora_course.lora import LoraSettings, inject_lora
+    from lora_course.models import count_parameters, load_model, load_tokenizer
+    from lora_course.train import TrainConfig, freeze_first_layers, train
 
     out = Path(config.output_dir)
     records = [r for spec in config.datasets for r in load_records(spec)]
-    model, tokenizer = load_model(config.base_model, quantization="nf4" if config.adapter == "qlora" else None)
+    quantization = "nf4" if config.adapter == "qlora" else None
+    model, tokenizer = load_model(config.base_model, quantization=quantization)
+    if config.tokenizer and config.tokenizer != config.base_model:
+        tokenizer = load_tokenizer(config.tokenizer)
+    identity = base_identity(model, tokenizer, config.base_model)  # before training touches anything
+    if config.freeze_layers:
+        freeze_first_layers(model, config.freeze_layers)
     if config.adapter:
         inject_lora(model, LoraSettings(r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout,
                                         target_modules=config.lora_targets, use_rslora=config.use_rslora))
     examples, truncated = tokenize_dataset(records, tokenizer, config.sequence_length, config.train_on_inputs)
     stats = length_stats(examples)
     for warning in check_sequence_length(stats, config.sequence_length) + pitfall_warnings(
-            config, len(examples), stats["p95"], tokenizer):
+            config, len(examples), stats["p95"], tokenizer) + tokenizer_mismatch(config, tokenizer, model):
         log(f"warning: {warning}")
     eval_examples = None
     if config.val_set_size:
@@ -76,13 +84,15 @@ def train_from_config(config, resume: bool = False, log=print) -> dict:
         early_stopping_patience=config.early_stopping_patience, save_steps=config.save_steps,
         output_dir=str(out), seed=config.seed)
     counts = count_parameters(model)
-    log(f"training {config.base_model} ({config.adapter or 'full'}): {counts['trainable']:,} of {counts['total']:,} "
+    method = config.adapter or (f"partial, first {config.freeze_layers} layers frozen" if config.freeze_layers else "full")
+    log(f"training {config.base_model} ({method}): {counts['trainable']:,} of {counts['total']:,} "
         f"parameters trainable, {len(examples)} examples ({truncated} truncated), p95 length {stats['p95']}")
     start = time.perf_counter()
     result = train(model, examples, Collator(tokenizer.pad_token_id), train_config, eval_examples, resume=resume, log=log)
     if not result.interrupted:
         if config.adapter:
-            save_adapter(model, out / "adapter", base_model_name_or_path=config.base_model)
+            save_with_metadata(model, tokenizer, out / "adapter", config.base_model, training_config=config.to_dict(),
+                               data_records=records, quantization=quantization, identity=identity)
         else:
             model.save_pretrained(out / "model")
             tokenizer.save_pretrained(out / "model")

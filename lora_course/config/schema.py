@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 ADAPTERS = (None, "lora", "qlora")
-DATASET_TYPES = ("chat", "alpaca")
+DATASET_TYPES = ("chat", "alpaca", "classification")  # classification: text + label fields
 
 
 class ConfigError(ValueError):
@@ -66,6 +66,11 @@ class TrainingConfig:
     save_steps: int | None = None
     early_stopping_patience: int | None = None
     seed: int = 0
+    freeze_layers: int = 0  # full fine-tuning with the embeddings and the first N decoder layers frozen
+    tokenizer: str | None = None  # default: the base model's own tokenizer
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
 
     @property
     def lora_targets(self):
@@ -84,6 +89,7 @@ _TYPES: dict[str, tuple] = {
     "lora_target_linear": (bool,), "use_rslora": (bool,), "gradient_checkpointing": (bool,), "bf16": (bool, str),
     "fp16": (bool,), "train_on_inputs": (bool,), "val_set_size": (int,), "eval_steps": (int, type(None)),
     "save_steps": (int, type(None)), "early_stopping_patience": (int, type(None)), "seed": (int,),
+    "freeze_layers": (int,), "tokenizer": (str, type(None)),
 }
 
 
@@ -173,6 +179,11 @@ def _value_problems(c: TrainingConfig) -> list[str]:
         p.append("bf16 and fp16 are both true. Fix: choose one.")
     if c.early_stopping_patience and not c.eval_steps:
         p.append("early_stopping_patience needs eval_steps (and val_set_size > 0) to have evaluations to compare.")
+    if c.freeze_layers < 0:
+        p.append(f"freeze_layers must be 0 or more, got {c.freeze_layers}.")
+    if c.freeze_layers and c.adapter:
+        p.append("freeze_layers is partial fine-tuning, which trains base weights; it does not combine with an "
+                 "adapter. Fix: set adapter: null, or remove freeze_layers.")
     if c.eval_steps and c.val_set_size <= 0:
         p.append("eval_steps is set but val_set_size is 0, so there is nothing to evaluate. Fix: set val_set_size.")
     return p
@@ -184,9 +195,13 @@ def check_against_model(config: TrainingConfig) -> list[str]:
     from lora_course.models import load_config as load_model_config
     from lora_course.models import meta_model
 
+    model = meta_model(load_model_config(config.base_model))
+    layers = model.config.num_hidden_layers
+    if config.freeze_layers >= layers:
+        return [f"freeze_layers={config.freeze_layers}, but {config.base_model} has {layers} layers, so nothing "
+                f"would train. Fix: at most {layers - 1}."]
     if not config.adapter:
         return []
-    model = meta_model(load_model_config(config.base_model))
     try:
         find_targets(model, LoraSettings(r=config.lora_r, alpha=config.lora_alpha, target_modules=config.lora_targets))
     except ValueError as e:
@@ -209,4 +224,28 @@ def pitfall_warnings(config: TrainingConfig, n_examples: int | None = None, p95_
     if tokenizer is not None and tokenizer.pad_token_id is not None and tokenizer.pad_token_id == tokenizer.eos_token_id:
         w.append("pad token == eos token: fine here, because padding is masked by position (attention mask), "
                  "not by token id, so each response keeps its EOS; collators that mask by id would drop it.")
+    return w
+
+
+def tokenizer_mismatch(config: TrainingConfig, tokenizer, model) -> list[str]:
+    """A tokenizer from another model family runs silently and trains on garbage ids."""
+    if not config.tokenizer or config.tokenizer == config.base_model:
+        return []
+    from lora_course.models import load_tokenizer
+
+    w = []
+    rows = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > rows:
+        w.append(f"tokenizer {config.tokenizer} has {len(tokenizer):,} tokens but {config.base_model} has only "
+                 f"{rows:,} embedding rows: ids past the end will crash or be wrong. Fix: use the base model's tokenizer.")
+    try:
+        own = load_tokenizer(config.base_model)
+    except Exception:  # the base ships no tokenizer we can reach: only the size check applies
+        return w
+    if own.get_vocab() != tokenizer.get_vocab():
+        w.append(f"tokenizer {config.tokenizer} is not {config.base_model}'s own (their vocabularies differ): the model "
+                 "will see token ids it was never trained on. Fix: remove 'tokenizer' from the config.")
+    elif own.chat_template != tokenizer.chat_template:
+        w.append(f"tokenizer {config.tokenizer} has another chat template than {config.base_model}: train and "
+                 "serve with the same template, or the model sees a format it was not tuned on.")
     return w
