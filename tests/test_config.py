@@ -89,3 +89,107 @@ def test_cli_train_end_to_end_on_the_tiny_model(tmp_path, capsys):
     from lora_course.models import tiny_model
 
     PeftModel.from_pretrained(tiny_model()[0], str(out / "adapter"))  # the adapter is PEFT's format
+
+
+def test_every_run_saves_its_metadata_and_the_base_check_uses_it(tmp_path):
+    from lora_course.adapters import BaseModelMismatchError, load_checked, read_metadata
+    from lora_course.models import tiny_model
+
+    path = tmp_path / "c.yml"
+    path.write_text(f"base_model: lora-course/tiny-random-llama\noutput_dir: {tmp_path / 'run'}\n"
+                    "datasets: [bundled:instructions]\nsequence_length: 64\nmax_steps: 1\nlora_r: 4\n")
+    assert main(["train", str(path)]) == 0
+    meta = read_metadata(tmp_path / "run" / "adapter")
+    assert meta["training_config"]["lora_r"] == 4 and meta["quantization"] is None
+    assert meta["training_data_sha256"]
+    model, tokenizer = tiny_model(0)
+    load_checked(model, tmp_path / "run" / "adapter", tokenizer)
+    with pytest.raises(BaseModelMismatchError):
+        load_checked(tiny_model(3)[0], tmp_path / "run" / "adapter")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"freeze_layers": -1}, "freeze_layers must be 0 or more"),
+    ({"freeze_layers": 1}, "does not combine with an adapter"),
+])
+def test_partial_fine_tuning_settings_are_checked(change, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config({**MINIMAL, **change})
+
+
+def test_freezing_every_layer_is_refused_before_loading():
+    config = parse_config({**MINIMAL, "adapter": None, "freeze_layers": 3})
+    assert "at most 2" in check_against_model(config)[0]
+
+
+def test_classification_records_become_chat_turns():
+    from lora_course.config.datasets import load_records
+
+    config = parse_config({**MINIMAL, "datasets": [{"path": "bundled:sentiment", "type": "classification"}]})
+    records = load_records(config.datasets[0])
+    assert len(records) == 2000
+    assert records[0]["messages"][-1] == {"role": "assistant", "content": "negative"}
+    chat = parse_config({**MINIMAL, "datasets": ["bundled:sentiment"]})
+    with pytest.raises(ValueError, match="type: alpaca"):
+        load_records(chat.datasets[0])
+
+
+def test_hub_loaders_fail_offline_with_the_fix(monkeypatch):
+    from lora_course.data import HubDataUnavailable, load_alpaca, load_imdb
+    from lora_course.models import hub
+
+    monkeypatch.setattr(hub, "hub_reachable", lambda *a, **k: False)
+    for loader in (load_alpaca, load_imdb):
+        with pytest.raises(HubDataUnavailable, match="bundled"):
+            loader(limit=10)
+
+
+def test_a_tokenizer_from_another_model_is_flagged():
+    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from lora_course.config.schema import tokenizer_mismatch
+    from lora_course.models import tiny_model
+
+    model, own = tiny_model(0)
+    config = parse_config({**MINIMAL, "tokenizer": "some/other-tokenizer"})
+    assert tokenizer_mismatch(config, own, model) == []  # the base's own tokenizer under another name
+    vocab = {f"t{i}": i for i in range(60_000)} | {"[UNK]": 60_000}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    other = PreTrainedTokenizerFast(tokenizer_object=backend)
+    warnings = tokenizer_mismatch(config, other, model)
+    assert any("embedding rows" in w for w in warnings) and any("vocabularies differ" in w for w in warnings)
+
+
+def test_partial_fine_tuning_trains_only_the_top_layers():
+    import torch
+
+    from lora_course.data import Collator, load_bundled, tokenize_dataset
+    from lora_course.models import tiny_model
+    from lora_course.train import TrainConfig, freeze_first_layers, train
+
+    model, tokenizer = tiny_model(0)
+    trainable = freeze_first_layers(model, 2)
+    assert trainable and all(n.startswith("model.layers.2.") or n == "model.norm.weight" for n in trainable)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    data, _ = tokenize_dataset(load_bundled("instructions", limit=8), tokenizer, 64)
+    train(model, data, Collator(tokenizer.pad_token_id), TrainConfig(micro_batch_size=4, max_steps=2,
+                                                                      learning_rate=1e-2, progress=False), log=None)
+    moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert moved == set(trainable)
+
+
+def test_compare_trains_each_method_and_writes_the_table(tmp_path):
+    path = tmp_path / "c.yml"
+    path.write_text(f"base_model: lora-course/tiny-random-llama\noutput_dir: {tmp_path / 'run'}\n"
+                    "datasets: [bundled:instructions]\nsequence_length: 64\nmicro_batch_size: 4\nmax_steps: 2\n"
+                    "learning_rate: 1.0e-3\nlora_r: 4\nlora_alpha: 8\n")
+    assert main(["compare", str(path), "--partial", "1", "--prompts", "2"]) == 0
+    result = json.loads((tmp_path / "run-compare" / "compare.json").read_text())
+    methods = result["methods"]
+    assert list(methods) == ["full", "partial-1", "lora"]
+    assert methods["lora"]["trainable"] < methods["partial-1"]["trainable"] < methods["full"]["trainable"]
+    assert methods["lora"]["checkpoint_mb"] < methods["full"]["checkpoint_mb"] / 100
+    assert len(result["answers"]["lora"]) == 2 and set(result["answers"]) >= {"base", "full", "prompts"}
+    assert "| lora |" in (tmp_path / "run-compare" / "compare.md").read_text()

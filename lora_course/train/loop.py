@@ -80,12 +80,16 @@ def train(model, train_data, collator, config: TrainConfig, eval_data=None, resu
     """Train ``model`` on ``train_data`` (a list of examples ``collator`` turns into batches)."""
     device = next(p.device for p in model.parameters())
     precision = _resolve_precision(config.precision, device)
+    rank, world = _join_process_group()
+    log = log if (rank == 0 and log) else (lambda *args, **kwargs: None)
     batches = _BatchOrder(len(train_data), config.micro_batch_size, config.seed)
-    total_steps = config.max_steps or max(1, int(config.num_epochs * batches.per_epoch / config.gradient_accumulation_steps))
+    window_size = config.gradient_accumulation_steps * world  # micro-batches per optimizer step, all ranks
+    total_steps = config.max_steps or max(1, int(config.num_epochs * batches.per_epoch / window_size))
     optimizer = make_optimizer(model.parameters(), config.optimizer, config.learning_rate, config.weight_decay)
     scheduler = make_scheduler(optimizer, config.lr_scheduler, config.warmup_steps, total_steps)
     scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
     out = Path(config.output_dir) if config.output_dir else None
+    writes = out if rank == 0 else None  # one process writes logs and checkpoints
     state = {"step": 0, "micro_batches_seen": 0, "history": [], "best_eval": None, "evals_without_gain": 0}
     torch.manual_seed(config.seed)
     random.seed(config.seed)
@@ -93,22 +97,26 @@ def train(model, train_data, collator, config: TrainConfig, eval_data=None, resu
         _load_checkpoint(out, model, optimizer, scheduler, state, log)
 
     restore = _enter_training_mode(model, config.gradient_checkpointing)
+    forward_model = _wrap_ddp(model, device) if world > 1 else model
     _reset_peak_memory(device)
-    progress = _progress(total_steps, state["step"], config.progress)
+    progress = _progress(total_steps, state["step"], config.progress and rank == 0)
     started, trained_tokens, input_tokens = time.perf_counter(), 0, 0
     stopped_early = interrupted = False
     try:
         while state["step"] < total_steps:
-            window = [collator([train_data[i] for i in batches.indices(state["micro_batches_seen"] + j)])
+            # rank r takes micro-batches r, r + world, ...: together the ranks cover the same window
+            # that one process with world x the accumulation would
+            window = [collator([train_data[i] for i in batches.indices(state["micro_batches_seen"] + j * world + rank)])
                       for j in range(config.gradient_accumulation_steps)]
             window = [{k: v.to(device) for k, v in b.items()} for b in window]
             window_tokens = _global_sum(sum(target_tokens(b["labels"]) for b in window), device)
             step_start, window_loss = time.perf_counter(), 0.0
             for batch in window:
                 with _autocast(precision, device):
-                    loss = summed_token_loss(model, batch) / window_tokens * _world_size()
+                    # DDP averages gradients over ranks; times world makes that average a sum
+                    loss = summed_token_loss(forward_model, batch) / window_tokens * world
                 scaler.scale(loss).backward()
-                window_loss += loss.item() / _world_size()
+                window_loss += loss.item() / world
             if config.max_grad_norm:
                 scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], config.max_grad_norm)
@@ -118,7 +126,7 @@ def train(model, train_data, collator, config: TrainConfig, eval_data=None, resu
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             state["step"] += 1
-            state["micro_batches_seen"] += len(window)
+            state["micro_batches_seen"] += window_size
             n_input = sum(int(b["attention_mask"].sum()) if "attention_mask" in b else b["input_ids"].numel() for b in window)
             trained_tokens += window_tokens
             input_tokens += n_input
@@ -129,17 +137,17 @@ def train(model, train_data, collator, config: TrainConfig, eval_data=None, resu
                 record["eval_loss"] = evaluate_loss(model, eval_data, collator, config.micro_batch_size, precision)
                 stopped_early = _early_stop(state, record["eval_loss"], config.early_stopping_patience)
             state["history"].append(record)
-            _log_jsonl(out, record)
+            _log_jsonl(writes, record)
             progress.update(1)
             progress.set_postfix(loss=f"{window_loss:.3f}", **({"eval": f"{record['eval_loss']:.3f}"} if "eval_loss" in record else {}))
-            if out and config.save_steps and state["step"] % config.save_steps == 0:
+            if writes and config.save_steps and state["step"] % config.save_steps == 0:
                 _save_checkpoint(out, model, optimizer, scheduler, state)
             if stopped_early:
                 log(f"early stopping at step {state['step']}: no better eval loss in {config.early_stopping_patience} evaluations")
                 break
     except KeyboardInterrupt:
         interrupted = True
-        if out:
+        if writes:
             _save_checkpoint(out, model, optimizer, scheduler, state)
             log(f"interrupted at step {state['step']}; checkpoint saved in {out / CHECKPOINT} (resume to continue)")
         else:
@@ -231,9 +239,25 @@ def _enter_training_mode(model, gradient_checkpointing: bool):
     return restore
 
 
-def _world_size() -> int:
+def _join_process_group() -> tuple[int, int]:
+    """(rank, world size). Under ``accelerate launch`` or ``torchrun`` (WORLD_SIZE > 1) join the
+    process group the launcher set up: gloo on CPU, nccl on CUDA, as accelerate chooses."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from accelerate import PartialState
+
+        PartialState()
     dist = torch.distributed
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _wrap_ddp(model, device):
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def _global_sum(value: int, device) -> int:
