@@ -70,6 +70,7 @@ class TrainResult:
     final_eval_loss: float | None
     stopped_early: bool = False
     interrupted: bool = False
+    optimizer_state_bytes: int = 0  # what the optimizer holds per trainable parameter, in bytes, at the end
 
     @property
     def tokens_per_s(self) -> float:
@@ -163,8 +164,12 @@ def train(model, train_data, collator, config: TrainConfig, eval_data=None, resu
         history=history, steps=state["step"], wall_time_s=time.perf_counter() - started, tokens=trained_tokens,
         input_tokens=input_tokens, peak_memory_bytes=peak_memory(device),
         final_train_loss=history[-1]["loss"] if history else None, final_eval_loss=final_eval,
-        stopped_early=stopped_early, interrupted=interrupted,
+        stopped_early=stopped_early, interrupted=interrupted, optimizer_state_bytes=_state_bytes(optimizer),
     )
+
+
+def _state_bytes(optimizer) -> int:
+    return sum(t.nbytes for state in optimizer.state.values() for t in state.values() if torch.is_tensor(t))
 
 
 @torch.no_grad()
