@@ -14,6 +14,7 @@ COMMANDS = {
     "eval": "eval",
     "merge": "merge",
     "compare": "compare",
+    "memory": "memory",
 }
 
 

@@ -112,9 +112,8 @@ def estimate(model_or_config, setup: Setup) -> Breakdown:
     if setup.method == "qlora":
         quantized = L * linear_per_layer
         other = base_params - quantized
-        weights = quantized // 2 + other * wbytes + adapters * 4
-        blocks = math.ceil(quantized / _NF4_BLOCK)
-        constants = blocks + math.ceil(blocks / _NESTED_BLOCK) * 4 + L * len(_LINEARS) * (16 + 256) * 4
+        packed, constants = nf4_bytes(quantized, tensors=L * len(_LINEARS))
+        weights = packed + other * wbytes + adapters * 4
         adapter_bytes = 4
     else:
         adapter_bytes = wbytes
@@ -234,6 +233,18 @@ def estimate(model_or_config, setup: Setup) -> Breakdown:
         overhead += GIB // 2 + int(0.05 * tensors)
     return Breakdown(weights=weights, quant_constants=constants, gradients=gradients, optimizer_states=optimizer,
                      activations=activations, logits=logits, overhead=overhead, notes=notes)
+
+
+def nf4_bytes(n_weights: int, tensors: int = 0, double_quant: bool = True) -> tuple[int, int]:
+    """(packed weights, quantization constants) of NF4: two weights a byte; one absmax per block of
+    64, itself 8-bit with an fp32 absmax per 256 blocks when double-quantized (else fp32); and per
+    quantized tensor its 16-value NF4 code book and 256-value 8-bit code book (fp32)."""
+    blocks = math.ceil(n_weights / _NF4_BLOCK)
+    if double_quant:
+        constants = blocks + math.ceil(blocks / _NESTED_BLOCK) * 4 + tensors * (16 + 256) * 4
+    else:
+        constants = blocks * 4 + tensors * 16 * 4
+    return math.ceil(n_weights / 2), constants
 
 
 def _optimizer_bytes(name: str, sizes: list[int], param_bytes: int) -> int:

@@ -1,0 +1,54 @@
+"""Memory breakdowns drawn for the book: stacked bars side by side, and a slider panel."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from lora_course.memory import COMPONENTS, Setup, estimate
+
+COLORS = {"weights": "#4c72b0", "quant_constants": "#8172b3", "gradients": "#dd8452", "optimizer_states": "#c44e52",
+          "activations": "#55a868", "logits": "#937860", "overhead": "#bbbbbb"}
+
+
+def plot_breakdowns(breakdowns: dict, ax=None, unit: float = 2**30, unit_name: str = "GiB", capacity=None):
+    """One stacked bar per setup (``{label: Breakdown}``); a dashed line at ``capacity`` bytes."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.6 + 1.3 * len(breakdowns), 4))
+    labels = list(breakdowns)
+    bottoms = [0.0] * len(labels)
+    for component in COMPONENTS:
+        values = [getattr(breakdowns[label], component) / unit for label in labels]
+        if any(values):
+            ax.bar(labels, values, bottom=bottoms, color=COLORS[component], label=component.replace("_", " "))
+            bottoms = [b + v for b, v in zip(bottoms, values)]
+    if capacity:
+        ax.axhline(capacity / unit, color="black", linestyle="--", linewidth=1)
+        ax.text(len(labels) - 0.5, capacity / unit, f" {capacity / unit:.0f} {unit_name}", va="bottom", ha="right")
+    ax.set_ylabel(unit_name)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.figure.tight_layout()
+    return ax
+
+
+def memory_panel(model_name: str, capacity: float | None = None):
+    """Sliders for method, r, micro-batch, sequence length and checkpointing over the estimate.
+    Where ipywidgets cannot run (a static page), the same plot is shown for the default setup."""
+    import matplotlib.pyplot as plt
+
+    def draw(method="lora", r=16, micro_batch_size=1, sequence_length=512, gradient_checkpointing=False):
+        setup = Setup(method=method, r=r, micro_batch_size=micro_batch_size, sequence_length=sequence_length,
+                      gradient_checkpointing=gradient_checkpointing)
+        full = dataclasses.replace(setup, method="full")
+        plot_breakdowns({"full": estimate(model_name, full), method: estimate(model_name, setup)}, capacity=capacity)
+        plt.show()
+
+    try:
+        import ipywidgets as w
+    except ImportError:
+        draw()
+        return None
+    return w.interactive(draw, method=["lora", "qlora", "full"], r=w.IntSlider(16, 1, 128),
+                         micro_batch_size=w.IntSlider(1, 1, 32), sequence_length=w.IntSlider(512, 64, 4096, step=64),
+                         gradient_checkpointing=False)
