@@ -111,3 +111,16 @@ def test_task_runs_and_side_by_side_shows_every_model(tiny):
     assert table.count("\n") == 5 and "x\\|y" in table
     with pytest.raises(ValueError, match="available"):
         evaluate_task(model, tokenizer, "nope")
+
+
+def test_evaluation_plots_show_the_numbers():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from lora_course.viz.evaluation import plot_confusion, plot_metrics
+
+    ax = plot_metrics({"base": {"exact_match": 0.01}, "adapter": {"exact_match": 0.38}})
+    assert sorted(p.get_height() for p in ax.patches) == [0.01, 0.38]
+    report = classification_report(["positive", "negative", "negative"], ["positive", "positive", "negative"], LABELS)
+    ax = plot_confusion(report)
+    assert [t.get_text() for t in ax.texts] == ["1", "1", "0", "1"]
