@@ -37,7 +37,6 @@ def nbgrader_config(course_root: Path, *, cell_timeout: int = 60, kernel_name: s
     c.CourseDirectory.db_url = f"sqlite:///{course_root / 'gradebook.db'}"
     c.Execute.timeout = cell_timeout
     c.Execute.interrupt_on_timeout = True
-    c.Execute.allow_errors = True
     c.Autograde.create_student = True
     # students must not be told they "should" have run the notebook (Colab submissions never were)
     c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "variants"]
