@@ -48,12 +48,17 @@ PRELOAD = ["torch._dynamo", "transformers.models.llama.modeling_llama"]
 
 
 def install() -> None:
+    import os
+
+    wanted = os.environ.get("LORA_COURSE_GUARD_MODULES")
+    # libraries the exercise never imports need no snapshot (importing them costs seconds per submission)
+    modules = [m for m in MODULES if wanted is None or m.split(".")[0] in wanted.split(",")]
     for name in PRELOAD:
         try:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001
             pass
-    for name in MODULES:
+    for name in modules:
         try:
             mod = importlib.import_module(name)
         except Exception:  # noqa: BLE001 - a library this exercise does not use
@@ -111,6 +116,10 @@ def _restore() -> list[str]:
                     pass
                 changed.append(f"{name}.{key}")
         for key in set(current) - set(snap):
+            # libraries add new methods to classes (transformers adds nn.Module.smart_apply); what matters is a
+            # new attribute that hides one the class inherits (a patched Tensor.__eq__, say)
+            if not any(key in vars(base) for base in cls.__mro__[1:]):
+                continue
             try:
                 type.__delattr__(cls, key)
             except (TypeError, AttributeError):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -148,6 +149,10 @@ def grade(assignment: str, submissions: str | Path, out_dir: str | Path, *, jobs
         source_path = root / "solutions" / assignment / f"{assignment}.ipynb"
         source_nb = json.loads(source_path.read_text())
         hidden = feedback.hidden_test_lines(source_path)
+        source_text = source_path.read_text()
+        guard_packages = sorted({"builtins", "math", "operator", "functools", "collections", "re", "string", "random",
+                                 "torch", "numpy", "lora_course"}
+                                | {p for p in ("sklearn", "bitsandbytes") if re.search(rf"\b(import|from) {p}\b", source_text)})
         hide = [str(private), str(sub_path), str(out.resolve()), str(root / "solutions"), str(root / "autograder"),
                 str(root / ".git"), str(root / "tests")]
 
@@ -174,7 +179,7 @@ def grade(assignment: str, submissions: str | Path, out_dir: str | Path, *, jobs
             job = {"workdir": str(work), "template": str(template), "assignment": assignment, "student": sid,
                    "notebook": str(nb_path), "sandbox": str(sandbox), "memory_mb": limits.memory_mb,
                    "cell_timeout": limits.cell_timeout, "cpu_s": limits.notebook_timeout, "hide": hide,
-                   "pythonpath": str(root)}
+                   "pythonpath": str(root), "guard_packages": guard_packages}
             (work / "job.json").write_text(json.dumps(job))
             results[sid] = {**base, "file": name, "notes": notes + fixed.notes}
             pending.append((sid, work / "job.json", sandbox))

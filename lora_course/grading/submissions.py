@@ -33,8 +33,9 @@ def _student_of_file(name: str) -> str:
 def _group(entries: dict[str, bytes]) -> list[Submission]:
     entries = {k: v for k, v in entries.items() if not IGNORED.search(k)}
     tops = {k.split("/", 1)[0] for k in entries}
-    # a zip of one folder holding the class: look inside it
-    while len(tops) == 1 and all("/" in k for k in entries):
+    # a zip of one folder holding the class (sub-folders, or several notebooks): look inside it
+    while len(tops) == 1 and all("/" in k for k in entries) and (
+            any(k.count("/") >= 2 for k in entries) or sum(k.endswith(".ipynb") for k in entries) > 1):
         entries = {k.split("/", 1)[1]: v for k, v in entries.items()}
         tops = {k.split("/", 1)[0] for k in entries}
     subs: dict[str, Submission] = {}

@@ -51,6 +51,7 @@ def run(job: dict) -> dict:
         "TOKENIZERS_PARALLELISM": "false",
         "OMP_NUM_THREADS": "1",
         "PYTHONPATH": job["pythonpath"],
+        "LORA_COURSE_GUARD_MODULES": ",".join(job.get("guard_packages", [])),
     }
     _kernelspec(work, env)
     os.environ["JUPYTER_PATH"] = str(work)
