@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "book" / "_ext"))
 
-from lora_course.grading.course import student_version  # noqa: E402
+from lora_course.grading.course import student_versions  # noqa: E402
 from lora_course.grading.source_format import build_file  # noqa: E402
 
 
@@ -47,10 +47,9 @@ def main(argv: list[str]) -> int:
             if not check:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(text)
-    for sol in sols:
-        a = sol.parent.name
+    generated = student_versions([sol.parent.name for sol in sols], ROOT)
+    for a, text in generated.items():
         ex = ROOT / "exercises" / a / f"{a}.ipynb"
-        text = student_version(a, ROOT)
         if not ex.is_file() or ex.read_text() != text:
             stale.append(ex)
             if not check:

@@ -64,32 +64,43 @@ def _tools_on_path() -> None:
         os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
 
 
-def make_course(course_root: Path, assignment: str, root: Path | None = None, **config) -> Config:
-    """course_root/source/<assignment>/ from solutions/, and a gradebook holding its cells (hidden tests included)."""
+def make_course(course_root: Path, assignment: str | list[str], root: Path | None = None, **config) -> Config:
+    """course_root/source/<assignment>/ from solutions/, released by nbgrader, with a gradebook holding the source
+    cells (hidden tests included). Several assignments may share one course (generating exercises does)."""
     from nbgrader.apps import NbGraderAPI
 
-    src = (root or repo_root()) / "solutions" / assignment
-    if not (src / f"{assignment}.ipynb").is_file():
-        raise FileNotFoundError(f"no source notebook solutions/{assignment}/{assignment}.ipynb")
+    names = [assignment] if isinstance(assignment, str) else list(assignment)
     _tools_on_path()
     course_root.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(src, course_root / "source" / assignment, ignore=shutil.ignore_patterns("variants", "__pycache__"))
+    for a in names:
+        src = (root or repo_root()) / "solutions" / a
+        if not (src / f"{a}.ipynb").is_file():
+            raise FileNotFoundError(f"no source notebook solutions/{a}/{a}.ipynb")
+        shutil.copytree(src, course_root / "source" / a, ignore=shutil.ignore_patterns("variants", "__pycache__"))
     cfg = nbgrader_config(course_root, **config)
     with _quiet():
         api = NbGraderAPI(config=cfg)
         api.log.setLevel(logging.ERROR)
-        result = api.generate_assignment(assignment, force=True, create=True)
-    if not result["success"]:
-        raise RuntimeError(f"nbgrader generate_assignment failed for {assignment}:\n{result['log']}\n{result.get('error')}")
+        for a in names:
+            result = api.generate_assignment(a, force=True, create=True)
+            if not result["success"]:
+                raise RuntimeError(f"nbgrader generate_assignment failed for {a}:\n{result['log']}\n{result.get('error')}")
     return cfg
 
 
-def student_version(assignment: str, root: Path | None = None) -> str:
-    """The text of exercises/<a>/<a>.ipynb as nbgrader generates it from solutions/ (no outputs, stable bytes)."""
+def student_versions(names: list[str], root: Path | None = None) -> dict[str, str]:
+    """assignment -> the text of exercises/<a>/<a>.ipynb as nbgrader generates it from solutions/ (stable bytes)."""
     import nbformat
 
+    out = {}
     with tempfile.TemporaryDirectory(prefix="lora-course-gen-") as tmp:
-        make_course(Path(tmp), assignment, root)
-        nb = json.loads((Path(tmp) / "release" / assignment / f"{assignment}.ipynb").read_text())
-    nbformat.validate(nbformat.from_dict(nb))
-    return json.dumps(nb, indent=1, ensure_ascii=False, sort_keys=True) + "\n"
+        make_course(Path(tmp), names, root)
+        for a in names:
+            nb = json.loads((Path(tmp) / "release" / a / f"{a}.ipynb").read_text())
+            nbformat.validate(nbformat.from_dict(nb))
+            out[a] = json.dumps(nb, indent=1, ensure_ascii=False, sort_keys=True) + "\n"
+    return out
+
+
+def student_version(assignment: str, root: Path | None = None) -> str:
+    return student_versions([assignment], root)[assignment]
