@@ -56,21 +56,19 @@ class GuardedExecute(Execute):
             if not self._started:
                 self._started = True
                 self._silent(f"{GUARD}.snapshot_shell()", index)
-            if test:
-                restored = self._report(self._silent(f"{GUARD}.before_test()", index), "restored")
+            if trusted:  # undoes what student cells changed before a locked cell or a test runs
+                restored = self._report(self._silent(f"{GUARD}.begin_trusted()", index), "restored")
                 self.tampering.extend(r for r in restored if r not in self.tampering)
-            if trusted:
-                self._silent(f"{GUARD}.begin_trusted()", index)
             cell = self.execute_cell(cell, index, store_history=True)
-            if trusted:
-                self._silent(f"{GUARD}.end_trusted()", index)
-            if test:
+            if test:  # before end_trusted, which would adopt the changes as the new reference
                 during = self._report(self._silent(f"{GUARD}.after_test()", index), "during_test")
                 if during:
                     self.tampering.extend(d for d in during if d not in self.tampering)
                     cell.outputs.append(error_output(
                         "TamperingDetected", "code called by this test changed what the test compares with: "
                         + ", ".join(during[:5])))
+            if trusted:
+                self._silent(f"{GUARD}.end_trusted()", index)
         except DeadKernelError as e:
             self._dead = f"the kernel died while running cell {index} ({str(e)[:200] or 'no message'}): " \
                          "memory limit, os._exit or a crash"

@@ -36,15 +36,16 @@ IPYTHON_BUILTINS = {"input", "raw_input", "exit", "quit", "help", "copyright", "
                     "get_ipython", "__IPYTHON__", "__builtins__"}
 SHELL_LISTS = ["input_transformers_cleanup", "input_transformers_post", "ast_transformers"]
 
+# functions libraries legitimately wrap on import (functools.wraps): accepted, they decide no test's verdict
+WRAPPED_BY_LIBRARIES = {"manual_seed", "seed", "initial_seed", "get_rng_state", "set_rng_state"}
+
 _modules: dict[str, tuple[object, dict]] = {}
 _classes: dict[str, tuple[type, dict]] = {}
 _shell: dict = {}
 _trusted: dict[str, object] = {}
+_wanted: set[str] = set()
 _before_trusted: dict[str, object] = {}
-
-
-# imported before the snapshot because they legitimately rebind things in torch (dynamo wraps torch.manual_seed)
-PRELOAD = ["torch._dynamo", "transformers.models.llama.modeling_llama"]
+_wanted: set[str] = set()
 
 
 def install() -> None:
@@ -52,12 +53,8 @@ def install() -> None:
 
     wanted = os.environ.get("LORA_COURSE_GUARD_MODULES")
     # libraries the exercise never imports need no snapshot (importing them costs seconds per submission)
-    modules = [m for m in MODULES if wanted is None or m.split(".")[0] in wanted.split(",")]
-    for name in PRELOAD:
-        try:
-            importlib.import_module(name)
-        except Exception:  # noqa: BLE001
-            pass
+    _wanted.update(m.split(".")[0] for m in MODULES) if wanted is None else _wanted.update(wanted.split(","))
+    modules = [m for m in MODULES if m.split(".")[0] in _wanted]
     for name in modules:
         try:
             mod = importlib.import_module(name)
@@ -93,7 +90,7 @@ def snapshot_shell() -> None:
     _shell["builtins"] = ip.user_ns.get("__builtins__")
 
 
-def _restore() -> list[str]:
+def _restore(names: bool = True) -> list[str]:
     changed = []
     for name, (mod, snap) in _modules.items():
         if sys.modules.get(name) is not mod:
@@ -103,7 +100,11 @@ def _restore() -> list[str]:
         for key, value in snap.items():
             if name == "builtins" and key in IPYTHON_BUILTINS:
                 continue
-            if current.get(key, _MISSING) is not value:
+            now = current.get(key, _MISSING)
+            if now is not value:
+                if key in WRAPPED_BY_LIBRARIES and getattr(now, "__wrapped__", None) is value:
+                    snap[key] = now  # torch._dynamo, imported by transformers, wraps these; not a comparison
+                    continue
                 current[key] = value
                 changed.append(f"{name}.{key}")
     for name, (cls, snap) in _classes.items():
@@ -151,7 +152,7 @@ def _restore() -> list[str]:
         if ip.user_ns.get("__builtins__") is not _shell["builtins"]:
             ip.user_ns["__builtins__"] = _shell["builtins"]
             changed.append("__builtins__")
-        for key, value in _trusted.items():
+        for key, value in (_trusted.items() if names else ()):
             if ip.user_ns.get(key, _MISSING) is not value:
                 ip.user_ns[key] = value
                 changed.append(f"name {key!r} defined by a locked cell")
@@ -162,7 +163,22 @@ _MISSING = object()
 _tampering: list[str] = []
 
 
+def _adopt() -> None:
+    """What a trusted cell changed in the watched modules (importing transformers makes dynamo wrap
+    torch.manual_seed, say) becomes the new reference; watched modules it imported are snapshotted."""
+    for name in MODULES:
+        mod = sys.modules.get(name)
+        if mod is not None and (name in _modules or name.split(".")[0] in _wanted):
+            _modules[name] = (mod, dict(vars(mod)))
+    for name, (cls, _) in list(_classes.items()):
+        _classes[name] = (cls, dict(vars(cls)))
+
+
 def begin_trusted() -> None:
+    """Before a locked cell or a test: undo what student code changed, then remember the user namespace."""
+    changed = _restore()
+    _tampering.extend(changed)
+    print(json.dumps({"restored": changed}))
     ip = _ip()
     if ip is not None:
         _before_trusted.clear()
@@ -170,6 +186,7 @@ def begin_trusted() -> None:
 
 
 def end_trusted() -> None:
+    _adopt()
     ip = _ip()
     if ip is None:
         return
@@ -187,5 +204,5 @@ def before_test() -> None:
 
 def after_test() -> None:
     """Whatever changed while the test ran was changed by code the test called: that test's verdict is void."""
-    changed = _restore()
+    changed = _restore(names=False)  # the test itself rebinds names; only the libraries and the shell count here
     print(json.dumps({"during_test": changed}))

@@ -2,14 +2,16 @@
 
 Before ipykernel starts (so before any student code), the process confines itself, as far as the platform allows:
 
-* resource limits: address space (``LORA_COURSE_SANDBOX_MEMORY_MB``), CPU seconds, open files, file size, processes;
-* Linux as root: a new mount namespace in which the grading folders (``LORA_COURSE_SANDBOX_HIDE``: the nbgrader
-  course with the hidden tests and the gradebook, the submissions, the output) are covered by empty read-only
-  tmpfs mounts; a new network namespace (no interface but a downed loopback: no network); then it drops to an
-  unprivileged uid of its own (``LORA_COURSE_SANDBOX_UID``), so its files and processes are its own;
-* Linux without root: a user + network namespace (no network) where unprivileged user namespaces are allowed;
-  files are protected only by the folders' permissions (the course folder is private to the grader's user);
-* elsewhere (macOS, Windows): resource limits only. See autograder/README.md.
+* Linux (root or not, where user namespaces are allowed, as on most distributions and CI runners): two nested
+  user namespaces with new mount, network and PID namespaces. The grading folders (``LORA_COURSE_SANDBOX_HIDE``:
+  the nbgrader course with the hidden tests and the gradebook, the submissions, the output, the repository's
+  solutions/ and autograder/) and the shared temporary folders (/tmp, /var/tmp, /dev/shm: other kernels'
+  folders) are covered by empty mounts; every other mount is read-only except the kernel's own folder; there is
+  no network (an empty network namespace); the kernel sees no process outside its PID namespace. The inner user
+  namespace locks those mounts, so code in the kernel cannot undo them.
+* Linux without user namespaces (some hardened kernels): resource limits only; the report says so.
+* macOS, Windows: resource limits (POSIX) only. See autograder/README.md.
+* Everywhere: address space (``LORA_COURSE_SANDBOX_MEMORY_MB``), CPU seconds and file size limits.
 
 The kernel talks to the grader over IPC sockets in its own folder (TCP would need the network it no longer has).
 It then snapshots the functions tests compare with (``guard``) and becomes an ordinary IPython kernel.
