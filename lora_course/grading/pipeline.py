@@ -12,12 +12,14 @@ from __future__ import annotations
 import csv
 import json
 import os
+import queue
 import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -67,11 +69,7 @@ def _pick_notebook(sub: Submission, assignment: str, releases: dict[str, dict]) 
     return name, nb, notes
 
 
-def _kill(proc: subprocess.Popen, sandbox: Path) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+def _kill_kernel(sandbox: Path) -> None:
     pidfile = sandbox / "kernel.pid"
     if pidfile.is_file():  # the kernel runs in a session of its own; its relay dies here, the kernel with it
         try:
@@ -80,26 +78,62 @@ def _kill(proc: subprocess.Popen, sandbox: Path) -> None:
             pass
 
 
-def _run_job(job_path: Path, limits: Limits, sandbox: Path) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(repo_root()) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    log = open(job_path.parent / "worker.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "lora_course.grading.worker", str(job_path)], stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True, env=env, cwd=str(repo_root()))
-    try:
-        proc.wait(timeout=limits.notebook_timeout)
-    except subprocess.TimeoutExpired:
-        _kill(proc, sandbox)
-        proc.wait()
-        return {"success": False, "timeout": True,
-                "error": f"grading stopped after the notebook time limit of {limits.notebook_timeout} s "
-                         "(an endless loop or a very slow cell)"}
-    finally:
-        log.close()
-        _kill(proc, sandbox)  # nothing may outlive its grading
-    result = job_path.parent / "result.json"
-    if not result.is_file():
-        return {"success": False, "error": f"the grading worker exited with status {proc.returncode} without a result"}
-    return json.loads(result.read_text())
+class WorkerSlot:
+    """One long-lived ``worker --serve`` process grading jobs one after another; replaced when a job overruns."""
+
+    def __init__(self, log_dir: Path, index: int):
+        self.log = log_dir / f"worker-{index}.log"
+        self.proc: subprocess.Popen | None = None
+        self.lines: queue.Queue = queue.Queue()
+
+    def _start(self) -> None:
+        env = dict(os.environ, PYTHONPATH=str(repo_root()) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        self.proc = subprocess.Popen([sys.executable, "-m", "lora_course.grading.worker", "--serve", str(self.log)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+                                     start_new_session=True, env=env, cwd=str(repo_root()))
+        self.lines = queue.Queue()
+        threading.Thread(target=self._read, args=(self.proc, self.lines), daemon=True).start()
+
+    @staticmethod
+    def _read(proc, lines) -> None:
+        for line in proc.stdout:
+            lines.put(line.strip())
+        lines.put(None)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+            self.proc = None
+
+    def run(self, job_path: Path, sandbox: Path, timeout: float) -> dict:
+        if self.proc is None or self.proc.poll() is not None:
+            self._start()
+        self.proc.stdin.write(f"{job_path}\n")
+        self.proc.stdin.flush()
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+                if line is None:
+                    self.proc = None
+                    return {"success": False, "error": "the grading worker died without a result"}
+                if line == f"DONE {job_path}":
+                    break
+        except queue.Empty:
+            self.stop()
+            return {"success": False, "timeout": True,
+                    "error": f"grading stopped after the notebook time limit of {int(timeout)} s "
+                             "(an endless loop or a very slow cell)"}
+        finally:
+            _kill_kernel(sandbox)  # nothing may outlive its grading
+        result = job_path.parent / "result.json"
+        if not result.is_file():
+            return {"success": False, "error": "the grading worker finished without a result"}
+        return json.loads(result.read_text())
 
 
 def _summarise_result(res: dict, source_nb: dict) -> dict:
@@ -187,25 +221,44 @@ def grade(assignment: str, submissions: str | Path, out_dir: str | Path, *, jobs
         done = len(results) - len(pending)
         progress(f"grading {len(pending)} notebook(s) of {len(subs)} submission(s), {jobs} at a time"
                  + (f"; {done} could not be graded" if done else ""))
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            futures = {pool.submit(_run_job, job, limits, sandbox): sid for sid, job, sandbox in pending}
-            for i, fut in enumerate(as_completed(futures), 1):
-                sid = futures[fut]
-                res = fut.result()
-                r = results[sid]
-                if res.get("success"):
-                    r.update(status="graded", **_summarise_result(res, source_nb))
-                    if res.get("kernel_died"):
-                        r["notes"].append(f"the kernel died: {res['kernel_died']}; later checks scored 0")
-                    if res.get("tampering"):
-                        r["notes"].append("code changed what the tests compare with (" + ", ".join(res["tampering"][:6])
-                                          + "): undone before the tests ran; a test during which it happened scores 0")
-                    progress(f"[{i}/{len(pending)}] {r['student']}: {r['score']:g}/{r['max_score']:g}")
-                else:
-                    r.update(status="error", error=res.get("error") or "grading failed")
-                    if not res.get("timeout"):
-                        r["error"] = "grading failed: " + str(r["error"]).strip().splitlines()[-1][:300]
-                    progress(f"[{i}/{len(pending)}] {r['student']}: not graded ({r['error'][:80]})")
+        slots: queue.Queue = queue.Queue()
+        all_slots = [WorkerSlot(private, i) for i in range(max(1, jobs))]
+        for s in all_slots:
+            slots.put(s)
+
+        def run_one(job: Path, sandbox: Path) -> dict:
+            slot = slots.get()
+            try:
+                return slot.run(job, sandbox, limits.notebook_timeout)
+            finally:
+                slots.put(slot)
+
+        try:
+            with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+                futures = {pool.submit(run_one, job, sandbox): sid for sid, job, sandbox in pending}
+                for i, fut in enumerate(as_completed(futures), 1):
+                    sid = futures[fut]
+                    res = fut.result()
+                    r = results[sid]
+                    if res.get("success"):
+                        r.update(status="graded", **_summarise_result(res, source_nb))
+                        if res.get("kernel_died"):
+                            r["notes"].append(f"the kernel died: {res['kernel_died']}; later checks scored 0")
+                        if res.get("tampering"):
+                            r["notes"].append("code changed what the tests compare with ("
+                                              + ", ".join(res["tampering"][:6])
+                                              + "): undone before the tests ran; a test during which it happened scores 0")
+                        progress(f"[{i}/{len(pending)}] {r['student']}: {r['score']:g}/{r['max_score']:g}")
+                    else:
+                        r.update(status="error", error=res.get("error") or "grading failed")
+                        if not res.get("timeout"):
+                            r["error"] = "grading failed: " + str(r["error"]).strip().splitlines()[-1][:300]
+                        progress(f"[{i}/{len(pending)}] {r['student']}: not graded ({r['error'][:80]})")
+        finally:
+            for s in all_slots:
+                s.stop()
+            for _, _, sandbox in pending:
+                _kill_kernel(sandbox)
         elapsed = time.perf_counter() - t0
         return _write_outputs(out, assignment, results, source_nb, hidden, elapsed, jobs)
     finally:

@@ -97,8 +97,7 @@ def _collect(api, course: Path, a: str, student: str) -> dict:
             "kernel_died": LAST_RUN.get("kernel_died")}
 
 
-if __name__ == "__main__":
-    job_path = Path(sys.argv[1])
+def run_job_file(job_path: Path) -> None:
     job = json.loads(job_path.read_text())
     try:
         res = run(job)
@@ -107,3 +106,25 @@ if __name__ == "__main__":
 
         res = {"success": False, "error": f"{type(e).__name__}: {e}", "log": traceback.format_exc()[-4000:]}
     (job_path.parent / "result.json").write_text(json.dumps(res))
+
+
+def serve(log_path: str) -> None:
+    """Grade the jobs whose paths arrive on stdin, one per line; answer ``DONE <path>`` on the original stdout.
+    Everything else this process and its kernels print goes to ``log_path``: a kernel cannot write on the channel
+    (the descriptor is not inherited), and one worker saves nbgrader's start-up for every submission after the first."""
+    channel = os.fdopen(os.dup(1), "w", buffering=1)
+    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    for line in sys.stdin:
+        path = line.strip()
+        if path:
+            run_job_file(Path(path))
+            channel.write(f"DONE {path}\n")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--serve"]:
+        serve(sys.argv[2])
+    else:
+        run_job_file(Path(sys.argv[1]))
