@@ -128,6 +128,11 @@ def synthetic_class(folder: Path) -> dict[str, float | tuple[str, str]]:
     deleted["cells"] = [c for c in deleted["cells"] if kind(c) != "test"]
     put("deleted_tests", deleted)
 
+    # a heavy cell (a training run) is skipped while grading: nbgrader sets NBGRADER_EXECUTION
+    put("heavy_cell_skipped_in_grading", _insert_after_answer(correct,
+        "import os\nif not os.environ.get('NBGRADER_EXECUTION'):\n    import time\n    time.sleep(3600)  # train for an hour\n"
+        "    LoRALayer = None\n"))
+
     # files that are not what they should be
     put("pdf_only", b"%PDF-1.4 not a notebook", name="report.pdf", expect=("error", "no notebook"))
     put("truncated_json", dumps(correct)[:500], expect=("error", "not valid JSON"))
