@@ -243,9 +243,11 @@ def test_synthetic_class_of_33_end_to_end_exact_grades(klass, tmp_path):
     assert any("kernel died" in n for n in notes["kernel_killer"])
     assert any("changed what the tests compare with" in n for n in notes["swallows_test_errors"])
     print(f"\n{summary['submissions']} submissions in {summary['seconds']} s: {summary['submissions_per_minute']} / min")
-    # grading again gives the same grades
-    again = grade(A, archive, tmp_path / "again", jobs=2, limits=LIMITS, progress=lambda m: None)
-    assert again["scores"] == summary["scores"] and again["not_graded"].keys() == summary["not_graded"].keys()
+    # grading again gives the same grades (a mixed subset, to keep the test's time reasonable)
+    sub, _ = _subset(klass, tmp_path, ["correct_alice", "wrong_random_b", "alt_einsum", "swallows_test_errors",
+                                      "patches_while_tested", "colab_copy", "kernel_killer", "truncated_json"])
+    again = grade(A, sub, tmp_path / "again", jobs=2, limits=LIMITS, progress=lambda m: None)
+    assert again["scores"] == {s: summary["scores"][s] for s in again["scores"]} and len(again["scores"]) == 7
 
 
 @pytest.mark.slow

@@ -3,10 +3,11 @@
 A student's cell can rebind ``torch.allclose``, patch ``torch.Tensor.__eq__``, swap a reference class's method,
 install an IPython input transformer that wraps every cell in ``try/except``, replace ``__builtins__``, or redefine a
 helper that a locked cell defined. ``install()`` (called by the sandbox kernel before any cell runs) snapshots the
-modules and classes the tests use; the grader runs ``before_test()`` before each test cell (restoring the snapshot)
-and ``after_test()`` after it (reporting anything changed *during* the test, i.e. by student code the test called;
-the grader then fails that test). Trusted cells (setup, locked code, tests) record the names they define with
-``begin_trusted()`` / ``end_trusted()``, and those names are restored too.
+modules and classes the tests use. Before every trusted cell (setup, locked code, tests) the grader runs
+``begin_trusted()``: it restores the snapshot and the names trusted cells defined, and reports what it undid.
+After a test, ``after_test()`` reports anything changed *during* the test, i.e. by student code the test called
+(the grader then fails that test). ``end_trusted()`` adopts what a trusted cell itself changed (importing
+transformers makes torch._dynamo wrap torch.manual_seed, say) and the names it defined.
 
 This raises the bar, it is not a proof: code running in the same process can in principle find and defeat the
 guard. The process boundary (sandbox_kernel) is what protects the hidden tests on disk, other students and the
@@ -160,7 +161,6 @@ def _restore(names: bool = True) -> list[str]:
 
 
 _MISSING = object()
-_tampering: list[str] = []
 
 
 def _adopt() -> None:
@@ -177,7 +177,6 @@ def _adopt() -> None:
 def begin_trusted() -> None:
     """Before a locked cell or a test: undo what student code changed, then remember the user namespace."""
     changed = _restore()
-    _tampering.extend(changed)
     print(json.dumps({"restored": changed}))
     ip = _ip()
     if ip is not None:
@@ -193,13 +192,6 @@ def end_trusted() -> None:
     for k, v in ip.user_ns.items():
         if not k.startswith("_") and _before_trusted.get(k, _MISSING) is not v and k not in ("In", "Out", "exit", "quit"):
             _trusted[k] = v
-
-
-def before_test() -> None:
-    changed = _restore()
-    if changed:
-        _tampering.extend(changed)
-    print(json.dumps({"restored": changed}))
 
 
 def after_test() -> None:
