@@ -1,5 +1,5 @@
 """The autograder, end to end through nbgrader: repairs of messy submissions, the sandbox, feedback that does not
-leak hidden tests, a small class in the default run, and (slow) a synthetic class of 33 submissions plus the
+leak hidden tests, a small class in the default run, and (slow) a synthetic class of 34 submissions plus the
 full catalogue of wrong and alternative answers of every exercise, each with exactly the expected grades."""
 
 from __future__ import annotations
@@ -86,6 +86,15 @@ def test_duplicated_moved_markdown_and_inserted_cells_are_repaired(klass, releas
     assert helper < first_test and any("added by the student kept" in n for n in notes)
 
 
+def test_changed_metadata_is_replaced_by_the_source(klass, releases):
+    _, fixed, notes = _prepare(klass, releases, "metadata_changed")
+    points = {repair.nbmeta(c)["grade_id"]: repair.nbmeta(c).get("points") for c in fixed.notebook.cells
+              if repair.nbmeta(c).get("grade")}
+    assert points == {"test_shapes_and_init": 2, "test_frozen_base": 2, "test_forward_matches_reference": 4, "why_scaling": 1}
+    assert "self.scaling = alpha / r" in _answer_source(fixed)
+    assert any("metadata missing or changed" in n for n in notes)
+
+
 def test_tests_run_after_every_student_cell_and_come_from_the_source(klass, releases):
     _, fixed, notes = _prepare(klass, releases, "edited_tests_wrong_answer")
     kinds = [repair.kind(c) for c in fixed.notebook.cells if c.cell_type == "code"]
@@ -123,7 +132,7 @@ def test_zip_and_folder_read_the_same_submissions(klass, tmp_path):
                 z.write(f, Path("export") / f.relative_to(folder))
     a = {s.student: s.files for s in read_submissions(folder)}
     b = {s.student: s.files for s in read_submissions(archive)}
-    assert a == b and len(a) == 33
+    assert a == b and len(a) == 34
 
 
 def test_cli_reports_a_bad_assignment_or_path_in_one_line(tmp_path, capsys):

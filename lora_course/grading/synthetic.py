@@ -94,6 +94,14 @@ def synthetic_class(folder: Path) -> dict[str, float | tuple[str, str]]:
 
     # what editors and students do to notebooks
     put("colab_copy", _colab(correct), name=f"Copy of {NB}")
+    tampered = copy.deepcopy(correct)
+    for c in tampered["cells"]:
+        m = nbmeta(c)
+        if m.get("grade"):  # points raised, a test turned into an answer cell, ids renamed
+            m.update(points=100, solution=True, grade_id="cell-" + m["grade_id"][::-1])
+        elif m.get("solution"):
+            m.update(grade=True, points=50)
+    put("metadata_changed", tampered)
     put("renamed_by_student", correct, name="lora_layer_JaneDoe_final.ipynb")
     several = copy.deepcopy(exercise(A))
     several["cells"] = several["cells"][:3]
