@@ -187,8 +187,9 @@ def grade(assignment: str, submissions: str | Path, out_dir: str | Path, *, jobs
         guard_packages = sorted({"builtins", "math", "operator", "functools", "collections", "re", "string", "random",
                                  "torch", "numpy", "lora_course"}
                                 | {p for p in ("sklearn", "bitsandbytes") if re.search(rf"\b(import|from) {p}\b", source_text)})
-        hide = [str(private), str(sub_path), str(out.resolve()), str(root / "solutions"), str(root / "autograder"),
-                str(root / ".git"), str(root / "tests")]
+        # covered by empty mounts in every kernel (its own folder inside ``sandboxes`` is brought back)
+        hide = [str(private), str(sandboxes), str(sub_path), str(out.resolve()), str(root / "solutions"),
+                str(root / "autograder"), str(root / ".git"), str(root / "tests")]
 
         results: dict[str, dict] = {}
         pending = []
