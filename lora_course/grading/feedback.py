@@ -38,7 +38,7 @@ def render(result: dict, assignment: str, hidden: list[str]) -> str:
         status = "passed" if t["score"] == t["max"] else ("not graded yet" if t.get("manual") else "failed")
         msg = "" if status != "failed" else scrub("; ".join(t.get("errors") or []) or "no error message", hidden)
         rows.append(f"<tr class='{status.replace(' ', '-')}'><td><code>{e(t['name'])}</code></td>"
-                    f"<td>{t['score']:g} / {t['max']:g}</td><td>{status}</td><td>{e(msg)}</td></tr>")
+                    f"<td>{'-' if t.get('manual') else format(t['score'], 'g')} / {t['max']:g}</td><td>{status}</td><td>{e(msg)}</td></tr>")
     notes = "".join(f"<li>{e(n)}</li>" for n in result.get("notes", []))
     if result["status"] != "graded":
         body = f"<p class='error'>Your submission could not be graded: {e(result.get('error', ''))}</p>"
