@@ -1,0 +1,1 @@
+"""Autograding the course exercises with nbgrader: repair, sandbox, grade, feed back without hidden tests."""
