@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -259,12 +260,28 @@ def test_synthetic_class_end_to_end_exact_grades(klass, tmp_path):
     assert again["scores"] == {s: summary["scores"][s] for s in again["scores"]} and len(again["scores"]) == 7
 
 
+FULL_CATALOG = os.environ.get("LORA_COURSE_FULL_CATALOG") == "1"
+
+
+def _catalogue_subset(assignment: str) -> list[str] | None:
+    """Every alternative answer and two wrong ones per exercise; all of them with LORA_COURSE_FULL_CATALOG=1
+    (about 53 submissions: several minutes on two cores, too long for every run of the suite)."""
+    if FULL_CATALOG:
+        return None
+    from lora_course.grading.variants import variant_files
+
+    names = [p.stem for p in variant_files(assignment)]
+    return [n for n in names if n.startswith("alt_")] + [n for n in names if n.startswith("wrong_")][:2]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("assignment", assignments(ROOT))
 def test_catalogue_wrong_answers_lose_points_alternatives_get_full_marks(assignment):
     from lora_course.grading.catalog import check
 
-    rows = check(assignment)
+    rows = check(assignment, only=_catalogue_subset(assignment))
     bad = [r for r in rows if not r[4]]
     assert not bad, "\n".join(f"{s}: expected {w}, got {sc}/{mx}" for s, w, sc, mx, _ in bad)
-    assert sum(r[1] == "less" for r in rows) >= 4 and sum(r[1] == "full" for r in rows) >= 2
+    assert sum(r[1] == "less" for r in rows) >= 2 and sum(r[1] == "full" for r in rows) >= 2
+    if FULL_CATALOG:
+        assert sum(r[1] == "less" for r in rows) >= 4
