@@ -1,11 +1,12 @@
 """The autograder, end to end through nbgrader: repairs of messy submissions, the sandbox, feedback that does not
-leak hidden tests, a small class in the default run, and (slow) a synthetic class of 34 submissions plus the
+leak hidden tests, a small class in the default run, and (slow) a synthetic class of 35 submissions plus the
 full catalogue of wrong and alternative answers of every exercise, each with exactly the expected grades."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -132,7 +133,7 @@ def test_zip_and_folder_read_the_same_submissions(klass, tmp_path):
                 z.write(f, Path("export") / f.relative_to(folder))
     a = {s.student: s.files for s in read_submissions(folder)}
     b = {s.student: s.files for s in read_submissions(archive)}
-    assert a == b and len(a) == 34
+    assert a == b and len(a) == 35
 
 
 def test_cli_reports_a_bad_assignment_or_path_in_one_line(tmp_path, capsys):
@@ -223,8 +224,8 @@ def _check_outputs(out: Path, summary: dict, expected: dict, source: Path):
 
 def test_small_class_end_to_end(klass, tmp_path):
     """Right, wrong, Colab-stripped, hostile and broken submissions, graded through nbgrader in the sandbox."""
-    sub, expected = _subset(klass, tmp_path, ["correct_alice", "colab_copy", "wrong_no_scaling", "patches_allclose",
-                                               "reads_hidden_tests", "heavy_cell_skipped_in_grading", "truncated_json", "pdf_only"])
+    sub, expected = _subset(klass, tmp_path, ["correct_alice", "colab_copy", "wrong_no_scaling", "alt_einsum", "patches_allclose",
+                                               "reads_hidden_tests", "leaks_tests_through_errors", "heavy_cell_skipped_in_grading", "truncated_json", "pdf_only"])
     before = _tree_hash(sub)
     out = tmp_path / "out"
     summary = grade(A, sub, out, jobs=2, limits=LIMITS, progress=lambda m: None)
@@ -232,11 +233,11 @@ def test_small_class_end_to_end(klass, tmp_path):
     _check_outputs(out, summary, expected, ROOT / "solutions" / A / f"{A}.ipynb")
     assert any("metadata" in n for n in summary["repaired"]["colab_copy"])
     assert any("changed what the tests compare with" in n for n in summary["repaired"]["patches_allclose"])
-    assert summary["pass_rates"]["test_shapes_and_init"] == 1.0
+    assert summary["pass_rates"]["test_shapes_and_init"] == 7 / 8  # the error-raising leaker fails it
 
 
 @pytest.mark.slow
-def test_synthetic_class_of_33_end_to_end_exact_grades(klass, tmp_path):
+def test_synthetic_class_end_to_end_exact_grades(klass, tmp_path):
     folder, expected = klass
     archive = tmp_path / "class.zip"
     with zipfile.ZipFile(archive, "w") as z:
@@ -259,12 +260,28 @@ def test_synthetic_class_of_33_end_to_end_exact_grades(klass, tmp_path):
     assert again["scores"] == {s: summary["scores"][s] for s in again["scores"]} and len(again["scores"]) == 7
 
 
+FULL_CATALOG = os.environ.get("LORA_COURSE_FULL_CATALOG") == "1"
+
+
+def _catalogue_subset(assignment: str) -> list[str] | None:
+    """Every alternative answer and two wrong ones per exercise; all of them with LORA_COURSE_FULL_CATALOG=1
+    (about 53 submissions: several minutes on two cores, too long for every run of the suite)."""
+    if FULL_CATALOG:
+        return None
+    from lora_course.grading.variants import variant_files
+
+    names = [p.stem for p in variant_files(assignment)]
+    return [n for n in names if n.startswith("alt_")] + [n for n in names if n.startswith("wrong_")][:2]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("assignment", assignments(ROOT))
 def test_catalogue_wrong_answers_lose_points_alternatives_get_full_marks(assignment):
     from lora_course.grading.catalog import check
 
-    rows = check(assignment)
+    rows = check(assignment, only=_catalogue_subset(assignment))
     bad = [r for r in rows if not r[4]]
     assert not bad, "\n".join(f"{s}: expected {w}, got {sc}/{mx}" for s, w, sc, mx, _ in bad)
-    assert sum(r[1] == "less" for r in rows) >= 4 and sum(r[1] == "full" for r in rows) >= 2
+    assert sum(r[1] == "less" for r in rows) >= 2 and sum(r[1] == "full" for r in rows) >= 2
+    if FULL_CATALOG:
+        assert sum(r[1] == "less" for r in rows) >= 4

@@ -164,6 +164,10 @@ def synthetic_class(folder: Path) -> dict[str, float | tuple[str, str]]:
         "get_ipython().input_transformers_post.append(_wrap)\n"), expect=4.0)
     put("patches_while_tested", _with_answer(_variant("wrong_no_scaling").replace(
         "    def forward(self, x):\n", "    def forward(self, x):\n        torch.allclose = lambda *a, **k: True\n")), expect=0.0)
+    put("leaks_tests_through_errors", _with_answer(_correct().replace(
+        "        return self.base(x) + (x @ self.A.T @ self.B.T) * self.scaling",
+        "        import inspect, linecache\n        caller = inspect.currentframe().f_back\n"
+        "        raise RuntimeError(''.join(linecache.getlines(caller.f_code.co_filename)))")), expect=0.0)
     put("network_and_files", _insert_after_answer(correct,
         "import socket\nfor host in [('1.1.1.1', 53), ('127.0.0.1', 22)]:\n    try:\n        socket.create_connection(host, timeout=2)\n        print('connected', host)\n    except OSError as e:\n        print('blocked', host, e)\n"
         "import lora_course, pathlib\nfor target in [pathlib.Path(lora_course.__file__).parent / 'lora' / 'layer.py', pathlib.Path('/tmp/planted.py')]:\n"

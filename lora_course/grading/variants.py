@@ -17,7 +17,7 @@ from lora_course.grading.course import repo_root
 from lora_course.grading.repair import kind, nbmeta, text
 from lora_course.grading.source_format import parse_cells
 
-DELIMS = re.compile(r"^\s*### (BEGIN|END) SOLUTION\s*\n", re.M)
+DELIMS = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*(\n|$)", re.M)
 
 
 def exercise(assignment: str, root: Path | None = None) -> dict:
