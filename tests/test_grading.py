@@ -24,7 +24,7 @@ from lora_course.grading.submissions import read_submissions
 from lora_course.grading.synthetic import A, synthetic_class
 
 ROOT = Path(__file__).resolve().parents[1]
-LIMITS = Limits(cell_timeout=10, notebook_timeout=90, memory_mb=4096)
+LIMITS = Limits(cell_timeout=10, notebook_timeout=60, memory_mb=4096)
 
 
 def _tree_hash(path: Path) -> str:
@@ -264,14 +264,14 @@ FULL_CATALOG = os.environ.get("LORA_COURSE_FULL_CATALOG") == "1"
 
 
 def _catalogue_subset(assignment: str) -> list[str] | None:
-    """Every alternative answer and two wrong ones per exercise; all of them with LORA_COURSE_FULL_CATALOG=1
+    """Every alternative answer and one wrong one per exercise (the default run grades more wrong ones of 02); all of them with LORA_COURSE_FULL_CATALOG=1
     (about 53 submissions: several minutes on two cores, too long for every run of the suite)."""
     if FULL_CATALOG:
         return None
     from lora_course.grading.variants import variant_files
 
     names = [p.stem for p in variant_files(assignment)]
-    return [n for n in names if n.startswith("alt_")] + [n for n in names if n.startswith("wrong_")][:2]
+    return [n for n in names if n.startswith("alt_")] + [n for n in names if n.startswith("wrong_")][:1]
 
 
 @pytest.mark.slow
@@ -282,6 +282,6 @@ def test_catalogue_wrong_answers_lose_points_alternatives_get_full_marks(assignm
     rows = check(assignment, only=_catalogue_subset(assignment))
     bad = [r for r in rows if not r[4]]
     assert not bad, "\n".join(f"{s}: expected {w}, got {sc}/{mx}" for s, w, sc, mx, _ in bad)
-    assert sum(r[1] == "less" for r in rows) >= 2 and sum(r[1] == "full" for r in rows) >= 2
+    assert sum(r[1] == "less" for r in rows) >= 1 and sum(r[1] == "full" for r in rows) >= 2
     if FULL_CATALOG:
         assert sum(r[1] == "less" for r in rows) >= 4

@@ -150,7 +150,7 @@ def synthetic_class(folder: Path) -> dict[str, float | tuple[str, str]]:
 
     # limits
     put("endless_loop", _with_answer(_correct().replace("return self.base(x)", "while True:\n            pass\n        return self.base(x)")), expect=0.0)
-    put("too_slow_overall", _insert_after_answer(correct, *["import time\ntime.sleep(8)\n"] * 12),
+    put("too_slow_overall", _insert_after_answer(correct, *["import time\ntime.sleep(9)\n"] * 8),
         expect=("error", "time limit"))
     put("memory_bomb", _with_answer(_correct().replace("return self.base(x)", "hog = [bytearray(1 << 30) for _ in range(64)]\n        return self.base(x)")), expect=0.0)
     put("kernel_killer", _insert_after_answer(correct, "import os\nos._exit(3)\n"), expect=0.0)
@@ -183,5 +183,5 @@ if __name__ == "__main__":
     out = Path(sys.argv[1])
     expected = synthetic_class(out / "class")
     t = time.perf_counter()
-    summary = grade(A, out / "class", out / "grades", jobs=2, limits=Limits(cell_timeout=10, notebook_timeout=90))
+    summary = grade(A, out / "class", out / "grades", jobs=2, limits=Limits(cell_timeout=10, notebook_timeout=60))
     print(f"{len(expected)} submissions in {time.perf_counter() - t:.0f} s")
