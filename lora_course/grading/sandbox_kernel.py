@@ -97,6 +97,9 @@ def _linux_namespaces(libc, report: dict, workdir: str | None) -> None:
     keep = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY) if workdir else None
     hidden = [p for p in os.environ.get("LORA_COURSE_SANDBOX_HIDE", "").split(os.pathsep) + SHARED_TMP
               if p and os.path.isdir(p)]
+    # the interpreter and the package may themselves live under /tmp (a fresh clone with its .venv there):
+    # hold them open now and bring them back, read-only, once /tmp is covered
+    needed = [(p, os.open(p, os.O_RDONLY | os.O_DIRECTORY)) for p in _interpreter_folders(SHARED_TMP)]
     ok_hidden = [p for p in hidden if _mount(libc, "tmpfs", p, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")]
     ro = 0
     for mp in _mountpoints():
@@ -104,6 +107,14 @@ def _linux_namespaces(libc, report: dict, workdir: str | None) -> None:
             continue
         if _mount(libc, mp, mp, None, MS_BIND | MS_REC) and _mount(libc, None, mp, None, MS_BIND | MS_REMOUNT | MS_RDONLY):
             ro += 1
+    for path, fd in needed:
+        os.makedirs(path, exist_ok=True)
+        if _mount(libc, f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC):
+            _mount(libc, None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
+        os.close(fd)
+    for h in hidden:  # grading folders inside what was just brought back are covered again
+        if any(h.startswith(path + "/") for path, _ in needed):
+            _mount(libc, "tmpfs", h, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
     writable = False
     if keep is not None:  # our own folder, brought back from under the covers through the descriptor kept above
         os.makedirs(workdir, exist_ok=True)
@@ -129,6 +140,16 @@ def _linux_namespaces(libc, report: dict, workdir: str | None) -> None:
         os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
     libc.prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL: the kernel dies with its relay
     _enter_user_namespace(libc, CLONE_NEWNS, uid, gid)
+
+
+def _interpreter_folders(shared: list[str]) -> list[str]:
+    """The folders under ``shared`` that Python and lora_course are loaded from (outermost only)."""
+    import lora_course
+
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(lora_course.__file__)))
+    candidates = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, package_root) if p and os.path.isdir(p)}
+    under = sorted(p for p in candidates if any(p.startswith(s.rstrip("/") + "/") for s in shared))
+    return [p for p in under if not any(p != q and p.startswith(q + "/") for q in under)]
 
 
 def confine() -> dict:
