@@ -9,6 +9,7 @@ import sys
 
 # name of the subcommand -> module in lora_course.cli that implements it
 COMMANDS = {
+    "grade": "grade",
     "params": "params",
     "train": "train",
     "eval": "eval",

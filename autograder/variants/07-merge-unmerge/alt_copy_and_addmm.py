@@ -1,0 +1,19 @@
+# %% answer id=delta_weight
+def delta_weight(layer):
+    A, B = layer.lora_A.weight, layer.lora_B.weight
+    return torch.einsum("or,ri->oi", B, A) * (layer.alpha / layer.r)
+# %% answer id=merge_unmerge
+@torch.no_grad()
+def merge(layer):
+    if getattr(layer, "merged", False):
+        return
+    layer.base_layer.weight.copy_(layer.base_layer.weight + delta_weight(layer))
+    layer.merged = True
+
+
+@torch.no_grad()
+def unmerge(layer):
+    if not layer.merged:
+        return
+    layer.base_layer.weight.sub_(delta_weight(layer))
+    layer.merged = False

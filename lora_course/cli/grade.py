@@ -1,0 +1,27 @@
+"""``lora-course grade ASSIGNMENT SUBMISSIONS --out DIR``: autograde a class's submissions with nbgrader."""
+
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("grade", help="autograde a folder or zip of submissions for one exercise",
+                              description=__doc__)
+    p.add_argument("assignment", help="e.g. 02-lora-layer (a folder of solutions/)")
+    p.add_argument("submissions", help="folder (one sub-folder or file per student) or .zip of the submissions")
+    p.add_argument("--out", required=True, help="folder for grades.csv, feedback/ and summary.{md,json}")
+    p.add_argument("--jobs", type=int, default=2, help="submissions graded at once (default 2)")
+    p.add_argument("--cell-timeout", type=int, default=30, help="seconds a cell may run (default 30)")
+    p.add_argument("--notebook-timeout", type=int, default=300, help="seconds a submission may take (default 300)")
+    p.add_argument("--memory-mb", type=int, default=4096, help="memory limit of a student's kernel (default 4096)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from lora_course.grading.pipeline import Limits, grade
+
+    summary = grade(args.assignment, args.submissions, args.out, jobs=args.jobs,
+                    limits=Limits(args.cell_timeout, args.notebook_timeout, args.memory_mb))
+    print(f"{summary['graded']} of {summary['submissions']} graded; mean "
+          f"{summary['mean'] if summary['mean'] is None else round(summary['mean'], 2)} / {summary['max_score']:g}; "
+          f"see {args.out}/summary.md")
+    return 0

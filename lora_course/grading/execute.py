@@ -1,0 +1,77 @@
+"""nbgrader's Execute step, with the guard around test cells and a dead kernel recorded instead of aborting."""
+
+from __future__ import annotations
+
+import json
+
+from nbclient.exceptions import DeadKernelError
+from nbformat.notebooknode import NotebookNode
+from nbformat.v4 import new_code_cell
+from nbgrader.preprocessors import Execute
+
+# what the last notebook's run found: read by the worker, which runs nbgrader in this same process
+LAST_RUN: dict = {}
+GUARD = "__import__('lora_course.grading.guard').grading.guard"
+
+
+def error_output(ename: str, evalue: str) -> NotebookNode:
+    return NotebookNode(output_type="error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"])
+
+
+class GuardedExecute(Execute):
+    def preprocess(self, nb, resources=None, km=None):
+        self._dead = None
+        self._started = False
+        self.tampering: list[str] = []
+        LAST_RUN.clear()
+        return super().preprocess(nb, resources, km)
+
+    def _silent(self, code: str, index: int) -> str:
+        cell = new_code_cell(code)
+        original = self.nb.cells[index]
+        try:
+            self.execute_cell(cell, index, store_history=False)
+        finally:
+            self.nb.cells[index] = original  # nbclient stores the executed cell at its index
+        return "".join(o.get("text", "") for o in cell.outputs if o.get("output_type") == "stream")
+
+    def _report(self, text: str, key: str) -> list[str]:
+        for line in text.splitlines():
+            try:
+                return list(json.loads(line).get(key, []))
+            except (ValueError, AttributeError):
+                continue
+        return ["the guard's report is missing (was print or the guard replaced?)"]
+
+    def preprocess_cell(self, cell, resources, index):
+        if cell.cell_type != "code":
+            return cell, self.resources
+        meta = cell.metadata.get("nbgrader", {})
+        test = bool(meta.get("grade")) and not meta.get("solution")
+        trusted = test or bool(meta.get("locked"))
+        if self._dead:
+            cell.outputs = [error_output("KernelDied", self._dead)]
+            return cell, self.resources
+        try:
+            if not self._started:
+                self._started = True
+                self._silent(f"{GUARD}.snapshot_shell()", index)
+            if trusted:  # undoes what student cells changed before a locked cell or a test runs
+                restored = self._report(self._silent(f"{GUARD}.begin_trusted()", index), "restored")
+                self.tampering.extend(r for r in restored if r not in self.tampering)
+            cell = self.execute_cell(cell, index, store_history=True)
+            if test:  # before end_trusted, which would adopt the changes as the new reference
+                during = self._report(self._silent(f"{GUARD}.after_test()", index), "during_test")
+                if during:
+                    self.tampering.extend(d for d in during if d not in self.tampering)
+                    cell.outputs.append(error_output(
+                        "TamperingDetected", "code called by this test changed what the test compares with: "
+                        + ", ".join(during[:5])))
+            if trusted:
+                self._silent(f"{GUARD}.end_trusted()", index)
+        except DeadKernelError as e:
+            self._dead = f"the kernel died while running cell {index} ({str(e)[:200] or 'no message'}): " \
+                         "memory limit, os._exit or a crash"
+            cell.outputs.append(error_output("KernelDied", self._dead))
+        LAST_RUN.update(tampering=list(self.tampering), kernel_died=self._dead)
+        return cell, self.resources

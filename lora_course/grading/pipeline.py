@@ -1,0 +1,320 @@
+"""``grade(assignment, submissions, out_dir)``: a class's submissions in, grades CSV, feedback and a summary out.
+
+1. a clean nbgrader course is built from ``solutions/`` in a private temporary folder (course.make_course);
+2. each submission is read (never modified), its notebook found by content, checked and repaired (repair.py);
+3. submissions are autograded in parallel, each by a worker process running ``nbgrader autograde`` with the
+   sandboxed, guarded kernel, under per-cell, per-notebook and memory limits (worker.py, sandbox_kernel.py);
+4. results go to ``grades.csv``, ``feedback/<student>.html`` (no hidden test source) and ``summary.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+from lora_course.grading import feedback, repair
+from lora_course.grading.course import assignments, make_course, repo_root
+from lora_course.grading.submissions import Submission, read_submissions
+
+
+@dataclass
+class Limits:
+    cell_timeout: int = 30  # seconds per cell
+    notebook_timeout: int = 300  # seconds per submission, everything included
+    memory_mb: int = 4096  # address space of the kernel
+
+
+def _pick_notebook(sub: Submission, assignment: str, releases: dict[str, dict]) -> tuple[str, dict, list[str]]:
+    """(file name, notebook, notes) of the submission's notebook for ``assignment``, chosen by content."""
+    notes, problems, valid = [], [], []
+    nbs = {k: v for k, v in sub.files.items() if k.lower().endswith(".ipynb")}
+    if not nbs:
+        names = ", ".join(sorted(sub.files)) or "nothing"
+        raise repair.SubmissionError(f"no notebook (.ipynb) in the submission (found: {names}). Fix: hand in the exercise's .ipynb")
+    for name, data in sorted(nbs.items()):
+        try:
+            nb = repair.load_notebook(data, name)
+        except repair.SubmissionError as e:
+            problems.append(str(e))
+            continue
+        valid.append((repair.match_score(nb, releases[assignment]), name, nb))
+    if not valid:
+        raise repair.SubmissionError(problems[0])
+    score, name, nb = max(valid, key=lambda v: (v[0], v[1]))
+    if score < 0.5:
+        others = sorted(((repair.match_score(nb2, rel), a, n) for _, n, nb2 in valid for a, rel in releases.items()
+                         if a != assignment), reverse=True)
+        if others and others[0][0] >= 0.5:
+            raise repair.SubmissionError(f"{others[0][2]} is the notebook of exercise {others[0][1]}, not {assignment}. "
+                                         f"Fix: hand in {assignment}.ipynb")
+        raise repair.SubmissionError(f"{name} does not look like exercise {assignment} (none of its answers or headings "
+                                     f"were found). Fix: start from exercises/{assignment}/{assignment}.ipynb")
+    if Path(name).name != f"{assignment}.ipynb":
+        notes.append(f"graded {name} (matched to {assignment}.ipynb by its content)")
+    if len(nbs) > 1:
+        notes.append(f"{len(nbs) - 1} other file(s) in the submission ignored: {', '.join(sorted(set(nbs) - {name}))}")
+    return name, nb, notes
+
+
+def _kill_kernel(sandbox: Path) -> None:
+    pidfile = sandbox / "kernel.pid"
+    if pidfile.is_file():  # the kernel runs in a session of its own; its relay dies here, the kernel with it
+        try:
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass
+
+
+class WorkerSlot:
+    """One long-lived ``worker --serve`` process grading jobs one after another; replaced when a job overruns."""
+
+    def __init__(self, log_dir: Path, index: int):
+        self.log = log_dir / f"worker-{index}.log"
+        self.proc: subprocess.Popen | None = None
+        self.lines: queue.Queue = queue.Queue()
+
+    def _start(self) -> None:
+        env = dict(os.environ, PYTHONPATH=str(repo_root()) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        self.proc = subprocess.Popen([sys.executable, "-m", "lora_course.grading.worker", "--serve", str(self.log)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+                                     start_new_session=True, env=env, cwd=str(repo_root()))
+        self.lines = queue.Queue()
+        threading.Thread(target=self._read, args=(self.proc, self.lines), daemon=True).start()
+
+    @staticmethod
+    def _read(proc, lines) -> None:
+        for line in proc.stdout:
+            lines.put(line.strip())
+        lines.put(None)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+            self.proc = None
+
+    def run(self, job_path: Path, sandbox: Path, timeout: float) -> dict:
+        if self.proc is None or self.proc.poll() is not None:
+            self._start()
+        self.proc.stdin.write(f"{job_path}\n")
+        self.proc.stdin.flush()
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+                if line is None:
+                    self.proc = None
+                    return {"success": False, "error": "the grading worker died without a result"}
+                if line == f"DONE {job_path}":
+                    break
+        except queue.Empty:
+            self.stop()
+            return {"success": False, "timeout": True,
+                    "error": f"grading stopped after the notebook time limit of {int(timeout)} s "
+                             "(an endless loop or a very slow cell)"}
+        finally:
+            _kill_kernel(sandbox)  # nothing may outlive its grading
+        result = job_path.parent / "result.json"
+        if not result.is_file():
+            return {"success": False, "error": "the grading worker finished without a result"}
+        return json.loads(result.read_text())
+
+
+def _summarise_result(res: dict, source_nb: dict) -> dict:
+    tests = []
+    for cell in source_nb["cells"]:
+        m = repair.nbmeta(cell)
+        if not m.get("grade"):
+            continue
+        g = res.get("grades", {}).get(m["grade_id"], {})
+        manual = bool(g.get("manual_needed")) or (m.get("solution") and m.get("grade"))
+        score = g.get("auto") or 0.0
+        tests.append({"name": m["grade_id"], "max": float(m["points"]), "score": 0.0 if manual else float(score),
+                      "manual": bool(manual), "errors": res.get("cells", {}).get(m["grade_id"], {}).get("errors", [])})
+    return {"tests": tests, "score": sum(t["score"] for t in tests if not t["manual"]),
+            "max_score": sum(t["max"] for t in tests if not t["manual"]),
+            "manual_pending": sum(t["max"] for t in tests if t["manual"])}
+
+
+def grade(assignment: str, submissions: str | Path, out_dir: str | Path, *, jobs: int = 2,
+          limits: Limits | None = None, progress=None) -> dict:
+    from lora_course.cli import UserError
+
+    limits = limits or Limits()
+    root = repo_root()
+    known = assignments(root)
+    if assignment not in known:
+        raise UserError(f"unknown assignment {assignment!r}. Fix: use one of {', '.join(known)}")
+    out = Path(out_dir)
+    sub_path = Path(submissions).resolve()
+    if out.resolve() == sub_path or sub_path in out.resolve().parents:
+        raise UserError("the output folder is inside the submissions. Fix: write the grades somewhere else (--out)")
+    subs = read_submissions(sub_path)
+    if not subs:
+        raise UserError(f"no submissions found in {submissions}. Fix: pass the folder or zip the class handed in")
+    progress = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    t0 = time.perf_counter()
+    private = Path(tempfile.mkdtemp(prefix="lcg-"))  # mode 700: course, gradebook, jobs
+    sandboxes = Path(tempfile.mkdtemp(prefix="lcg-sbx-"))
+    os.chmod(sandboxes, 0o711)
+    try:
+        template = private / "template"
+        make_course(template, assignment, root)
+        release_nb = json.loads((template / "release" / assignment / f"{assignment}.ipynb").read_text())
+        releases = {a: json.loads((root / "exercises" / a / f"{a}.ipynb").read_text())
+                    for a in known if (root / "exercises" / a / f"{a}.ipynb").is_file()}
+        releases[assignment] = release_nb
+        source_path = root / "solutions" / assignment / f"{assignment}.ipynb"
+        source_nb = json.loads(source_path.read_text())
+        hidden = feedback.hidden_test_lines(source_path)
+        source_text = source_path.read_text()
+        guard_packages = sorted({"builtins", "math", "operator", "functools", "collections", "re", "string", "random",
+                                 "torch", "numpy", "lora_course"}
+                                | {p for p in ("sklearn", "bitsandbytes") if re.search(rf"\b(import|from) {p}\b", source_text)})
+        # covered by empty mounts in every kernel (its own folder inside ``sandboxes`` is brought back)
+        hide = [str(private), str(sandboxes), str(sub_path), str(out.resolve()), str(root / "solutions"),
+                str(root / "autograder"), str(root / ".git"), str(root / "tests")]
+
+        results: dict[str, dict] = {}
+        pending = []
+        ids_seen: dict[str, int] = {}
+        for sub in subs:
+            sid = sub.student_id
+            ids_seen[sid] = ids_seen.get(sid, 0) + 1
+            if ids_seen[sid] > 1:
+                sid = f"{sid}_{ids_seen[sid]}"
+            base = {"student": sub.student, "student_id": sid, "notes": []}
+            try:
+                name, nb, notes = _pick_notebook(sub, assignment, releases)
+                fixed = repair.repair(nb, release_nb)
+            except repair.SubmissionError as e:
+                results[sid] = {**base, "status": "error", "error": str(e), "file": ""}
+                continue
+            work = private / "jobs" / sid
+            work.mkdir(parents=True)
+            sandbox = Path(tempfile.mkdtemp(prefix=f"{len(pending)}-", dir=sandboxes))
+            nb_path = work / "repaired.ipynb"
+            nb_path.write_text(json.dumps(fixed.notebook))
+            job = {"workdir": str(work), "template": str(template), "assignment": assignment, "student": sid,
+                   "notebook": str(nb_path), "sandbox": str(sandbox), "memory_mb": limits.memory_mb,
+                   "cell_timeout": limits.cell_timeout, "cpu_s": limits.notebook_timeout, "hide": hide,
+                   "pythonpath": str(root), "guard_packages": guard_packages}
+            (work / "job.json").write_text(json.dumps(job))
+            results[sid] = {**base, "file": name, "notes": notes + fixed.notes}
+            pending.append((sid, work / "job.json", sandbox))
+
+        done = len(results) - len(pending)
+        progress(f"grading {len(pending)} notebook(s) of {len(subs)} submission(s), {jobs} at a time"
+                 + (f"; {done} could not be graded" if done else ""))
+        slots: queue.Queue = queue.Queue()
+        all_slots = [WorkerSlot(private, i) for i in range(max(1, jobs))]
+        for s in all_slots:
+            slots.put(s)
+
+        def run_one(job: Path, sandbox: Path) -> dict:
+            slot = slots.get()
+            try:
+                return slot.run(job, sandbox, limits.notebook_timeout)
+            finally:
+                slots.put(slot)
+
+        try:
+            with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+                futures = {pool.submit(run_one, job, sandbox): sid for sid, job, sandbox in pending}
+                for i, fut in enumerate(as_completed(futures), 1):
+                    sid = futures[fut]
+                    res = fut.result()
+                    r = results[sid]
+                    if res.get("success"):
+                        r.update(status="graded", **_summarise_result(res, source_nb))
+                        if res.get("kernel_died"):
+                            r["notes"].append(f"the kernel died: {res['kernel_died']}; later checks scored 0")
+                        if res.get("tampering"):
+                            r["notes"].append("code changed what the tests compare with ("
+                                              + ", ".join(res["tampering"][:6])
+                                              + "): undone before the tests ran; a test during which it happened scores 0")
+                        progress(f"[{i}/{len(pending)}] {r['student']}: {r['score']:g}/{r['max_score']:g}")
+                    else:
+                        r.update(status="error", error=res.get("error") or "grading failed")
+                        if not res.get("timeout"):
+                            r["error"] = "grading failed: " + str(r["error"]).strip().splitlines()[-1][:300]
+                        progress(f"[{i}/{len(pending)}] {r['student']}: not graded ({r['error'][:80]})")
+        finally:
+            for s in all_slots:
+                s.stop()
+            for _, _, sandbox in pending:
+                _kill_kernel(sandbox)
+        elapsed = time.perf_counter() - t0
+        return _write_outputs(out, assignment, results, source_nb, hidden, elapsed, jobs)
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+        shutil.rmtree(sandboxes, ignore_errors=True)
+
+
+def _write_outputs(out: Path, assignment: str, results: dict, source_nb: dict, hidden: list[str], elapsed: float,
+                   jobs: int) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "feedback").mkdir(exist_ok=True)
+    tests = [repair.nbmeta(c)["grade_id"] for c in source_nb["cells"] if repair.nbmeta(c).get("grade")]
+    rows = [results[k] for k in sorted(results)]
+    with open(out / "grades.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["student", "status", "score", "max_score", "manual_points_pending", *tests, "file", "notes_or_error"])
+        for r in rows:
+            per = {t["name"]: ("manual" if t["manual"] else f"{t['score']:g}") for t in r.get("tests", [])}
+            w.writerow([r["student"], r["status"], f"{r.get('score', 0):g}", f"{r.get('max_score', 0):g}",
+                        f"{r.get('manual_pending', 0):g}", *[per.get(t, "") for t in tests], r.get("file", ""),
+                        r.get("error") or " | ".join(r.get("notes", []))])
+    for r in rows:
+        (out / "feedback" / f"{r['student_id']}.html").write_text(feedback.render(r, assignment, hidden))
+    graded = [r for r in rows if r["status"] == "graded"]
+    max_score = graded[0]["max_score"] if graded else 0
+    pass_rates = {}
+    for t in tests:
+        scored = [x for r in graded for x in r["tests"] if x["name"] == t and not x["manual"]]
+        if scored:
+            pass_rates[t] = sum(x["score"] == x["max"] for x in scored) / len(scored)
+    buckets = {}
+    for r in graded:
+        frac = r["score"] / r["max_score"] if r["max_score"] else 0
+        key = f"{min(int(frac * 10), 9) * 10}-{min(int(frac * 10), 9) * 10 + 10}%"
+        buckets[key] = buckets.get(key, 0) + 1
+    summary = {
+        "assignment": assignment, "submissions": len(rows), "graded": len(graded), "max_score": max_score,
+        "scores": {r["student"]: r["score"] for r in graded},
+        "distribution": dict(sorted(buckets.items(), key=lambda kv: int(kv[0].split("-")[0]))),
+        "mean": (sum(r["score"] for r in graded) / len(graded)) if graded else None,
+        "pass_rates": pass_rates,
+        "not_graded": {r["student"]: r["error"] for r in rows if r["status"] != "graded"},
+        "repaired": {r["student"]: r["notes"] for r in rows if r.get("notes")},
+        "seconds": round(elapsed, 1), "jobs": jobs,
+        "submissions_per_minute": round(len(rows) / elapsed * 60, 2) if elapsed else None,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    md = [f"# {assignment}: {len(graded)} of {len(rows)} submissions graded", "",
+          f"Mean {summary['mean']:.2f} / {max_score:g}" if graded else "Nothing graded.", "",
+          "| score | students |", "|---|---|"]
+    md += [f"| {k} | {v} |" for k, v in summary["distribution"].items()]
+    md += ["", "| check | pass rate |", "|---|---|"] + [f"| {k} | {v:.0%} |" for k, v in pass_rates.items()]
+    if summary["not_graded"]:
+        md += ["", "## Not graded", ""] + [f"- {k}: {v}" for k, v in summary["not_graded"].items()]
+    md += ["", f"{len(rows)} submissions in {elapsed:.0f} s with {jobs} worker(s): "
+           f"{summary['submissions_per_minute']} submissions/min"]
+    (out / "summary.md").write_text("\n".join(md) + "\n")
+    return summary
