@@ -260,12 +260,12 @@ def test_synthetic_class_end_to_end_exact_grades(klass, tmp_path):
     assert again["scores"] == {s: summary["scores"][s] for s in again["scores"]} and len(again["scores"]) == 7
 
 
-FULL_CATALOG = os.environ.get("LORA_COURSE_FULL_CATALOG") == "1"
+FULL_CATALOG = os.environ.get("LORA_COURSE_QUICK_CATALOG") != "1"
 
 
 def _catalogue_subset(assignment: str) -> list[str] | None:
-    """Every alternative answer and one wrong one per exercise (the default run grades more wrong ones of 02); all of them with LORA_COURSE_FULL_CATALOG=1
-    (about 53 submissions: several minutes on two cores, too long for every run of the suite)."""
+    """The whole catalogue (about 53 submissions plus the references: a few minutes on two cores). With
+    LORA_COURSE_QUICK_CATALOG=1, for iterating on one exercise: every alternative answer and one wrong one."""
     if FULL_CATALOG:
         return None
     from lora_course.grading.variants import variant_files
