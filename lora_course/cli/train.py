@@ -39,7 +39,10 @@ def run(args) -> int:
     return 130 if summary["interrupted"] else 0
 
 
-def train_from_config(config, resume: bool = False, log=print) -> dict:
+def train_from_config(config, resume: bool = False, log=print, progress: bool = True) -> dict:
+    """Train as ``config`` says; write the adapter (or model), ``summary.json`` and ``loss.png`` to its output_dir.
+
+    ``log=None`` and ``progress=False`` make it silent (the book's sweeps print their own tables)."""
     import torch
 
     from lora_course.adapters import base_identity, save_with_metadata
@@ -51,6 +54,7 @@ def train_from_config(config, resume: bool = False, log=print) -> dict:
     from lora_course.models import count_parameters, load_model, load_tokenizer
     from lora_course.train import TrainConfig, freeze_first_layers, train
 
+    train_log, log = log, log or (lambda *args, **kwargs: None)
     out = Path(config.output_dir)
     records = [r for spec in config.datasets for r in load_records(spec)]
     quantization = "nf4" if config.adapter == "qlora" else None
@@ -82,13 +86,13 @@ def train_from_config(config, resume: bool = False, log=print) -> dict:
         warmup_steps=config.warmup_steps, max_grad_norm=config.max_grad_norm,
         gradient_checkpointing=config.gradient_checkpointing, precision=precision, eval_steps=config.eval_steps,
         early_stopping_patience=config.early_stopping_patience, save_steps=config.save_steps,
-        output_dir=str(out), seed=config.seed)
+        output_dir=str(out), seed=config.seed, progress=progress)
     counts = count_parameters(model)
     method = config.adapter or (f"partial, first {config.freeze_layers} layers frozen" if config.freeze_layers else "full")
     log(f"training {config.base_model} ({method}): {counts['trainable']:,} of {counts['total']:,} "
         f"parameters trainable, {len(examples)} examples ({truncated} truncated), p95 length {stats['p95']}")
     start = time.perf_counter()
-    result = train(model, examples, Collator(tokenizer.pad_token_id), train_config, eval_examples, resume=resume, log=log)
+    result = train(model, examples, Collator(tokenizer.pad_token_id), train_config, eval_examples, resume=resume, log=train_log)
     if not result.interrupted:
         if config.adapter:
             save_with_metadata(model, tokenizer, out / "adapter", config.base_model, training_config=config.to_dict(),

@@ -225,21 +225,26 @@ def _autocast(precision: str, device: torch.device):
 def _enter_training_mode(model, gradient_checkpointing: bool):
     """Train mode, KV cache off, checkpointing as asked; returns a function that undoes it."""
     was_training, use_cache = model.training, getattr(model.config, "use_cache", None)
-    had_checkpointing = getattr(model, "is_gradient_checkpointing", False)
+    # transformers 5 renamed gradient_* to activation_* checkpointing; older releases have only the old names
+    new_api = hasattr(model, "activation_checkpointing_enable")
+    had_checkpointing = getattr(model, "is_activation_checkpointing" if new_api else "is_gradient_checkpointing", False)
     model.train()
     if use_cache is not None:
         model.config.use_cache = False  # a cache is useless in training and breaks checkpointing
     if gradient_checkpointing and not had_checkpointing:
         # Non-reentrant checkpointing works when the inputs of a block need no gradient (frozen
         # embeddings under LoRA); the reentrant kind silently drops the adapters' gradients there.
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if new_api:
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
     def restore():
         model.train(was_training)
         if use_cache is not None:
             model.config.use_cache = use_cache
         if gradient_checkpointing and not had_checkpointing:
-            model.gradient_checkpointing_disable()
+            (model.activation_checkpointing_disable if new_api else model.gradient_checkpointing_disable)()
 
     return restore
 
