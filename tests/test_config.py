@@ -180,12 +180,15 @@ def test_partial_fine_tuning_trains_only_the_top_layers():
     assert moved == set(trainable)
 
 
-def test_compare_trains_each_method_and_writes_the_table(tmp_path):
+def test_compare_trains_each_method_and_writes_the_table(tmp_path, capfd):
     path = tmp_path / "c.yml"
     path.write_text(f"base_model: lora-course/tiny-random-llama\noutput_dir: {tmp_path / 'run'}\n"
                     "datasets: [bundled:instructions]\nsequence_length: 64\nmicro_batch_size: 4\nmax_steps: 2\n"
                     "learning_rate: 1.0e-3\nlora_r: 4\nlora_alpha: 8\n")
-    assert main(["compare", str(path), "--partial", "1", "--prompts", "2"]) == 0
+    assert main(["compare", str(path), "--partial", "1", "--prompts", "2", "--quiet"]) == 0
+    shown = capfd.readouterr()
+    assert "parameters trainable" not in shown.out + shown.err, "--quiet keeps the runs' own logs out"
+    assert "full: " in shown.out and "compare.md" in shown.out
     result = json.loads((tmp_path / "run-compare" / "compare.json").read_text())
     methods = result["methods"]
     assert list(methods) == ["full", "partial-1", "lora"]
@@ -193,3 +196,23 @@ def test_compare_trains_each_method_and_writes_the_table(tmp_path):
     assert methods["lora"]["checkpoint_mb"] < methods["full"]["checkpoint_mb"] / 100
     assert len(result["answers"]["lora"]) == 2 and set(result["answers"]) >= {"base", "full", "prompts"}
     assert "| lora |" in (tmp_path / "run-compare" / "compare.md").read_text()
+
+
+def test_the_seed_makes_a_run_repeatable_whatever_ran_before(tmp_path):
+    """The adapter's random init is seeded from the config: the same file trains the same adapter, in the
+    same process after other work, or under a launcher (the 2-process check of chapter 11 relies on it)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from lora_course.cli.train import train_from_config
+
+    raw = {"base_model": "lora-course/tiny-random-llama", "datasets": ["bundled:instructions"], "sequence_length": 64,
+           "micro_batch_size": 2, "max_steps": 1, "learning_rate": 1e-3, "lora_r": 4, "lora_alpha": 8, "seed": 3}
+    weights = []
+    for name in ["first", "second"]:
+        torch.rand(7)  # other work between the runs moves the global random state
+        train_from_config(parse_config({**raw, "output_dir": str(tmp_path / name)}), log=None, progress=False)
+        weights.append(load_file(tmp_path / name / "adapter" / "adapter_model.safetensors"))
+    assert weights[0].keys() == weights[1].keys()
+    for key in weights[0]:
+        assert torch.equal(weights[0][key], weights[1][key]), key

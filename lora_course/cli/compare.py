@@ -29,6 +29,8 @@ def register(sub) -> None:
     p.add_argument("--max-steps", type=int, default=None, help="override max_steps for every method")
     p.add_argument("--prompts", type=int, default=5, help="held-out prompts answered by each model")
     p.add_argument("--output-dir", default=None, help="default: <output_dir>-compare")
+    p.add_argument("--quiet", action="store_true",
+                   help="keep each run's own log out of the output (shown only if a run fails); for notebooks")
     p.set_defaults(func=run)
 
 
@@ -61,15 +63,15 @@ def run(args) -> int:
     rows = {}
     for name, run_config in runs.items():
         run_dir = out / name
-        rows[name] = train_in_subprocess(run_config, run_dir)
+        rows[name] = train_in_subprocess(run_config, run_dir, quiet=args.quiet)
         print(f"{name}: {rows[name]['tokens_per_s']:.0f} tokens/s, final loss {rows[name]['final_train_loss']:.3f}")
     answers = answer_prompts(config, {name: out / name for name in runs}, args.prompts)
     write_comparison(out, rows, answers)
-    print((out / "compare.md").read_text())
+    print(f"written: {out / 'compare.md'}, {out / 'compare.json'}" if args.quiet else (out / "compare.md").read_text())
     return 0
 
 
-def train_in_subprocess(config, run_dir: Path) -> dict:
+def train_in_subprocess(config, run_dir: Path, quiet: bool = False) -> dict:
     import yaml
 
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -78,9 +80,10 @@ def train_in_subprocess(config, run_dir: Path) -> dict:
     (run_dir / "config.yml").write_text(yaml.safe_dump(raw, sort_keys=False))
     command = [sys.executable, "-c", "import sys; from lora_course.cli import main; sys.exit(main(sys.argv[1:]))",
                "train", str(run_dir / "config.yml")]
-    done = subprocess.run(command)
+    done = subprocess.run(command, capture_output=quiet, text=True)
     if done.returncode != 0:
-        raise RuntimeError(f"training {run_dir.name} failed (exit {done.returncode}); its log is above.")
+        log = f"; its log ends:\n{done.stderr[-3000:]}" if quiet else "; its log is above"
+        raise RuntimeError(f"training {run_dir.name} failed (exit {done.returncode}){log}")
     summary = json.loads((run_dir / "summary.json").read_text())
     counts = summary["parameters"]
     saved = run_dir / ("adapter" if config.adapter else "model")

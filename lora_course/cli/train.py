@@ -65,6 +65,7 @@ def train_from_config(config, resume: bool = False, log=print, progress: bool = 
     if config.freeze_layers:
         freeze_first_layers(model, config.freeze_layers)
     if config.adapter:
+        torch.manual_seed(config.seed)  # the adapter's random A: the same seed gives the same run, in any launcher
         inject_lora(model, LoraSettings(r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout,
                                         target_modules=config.lora_targets, use_rslora=config.use_rslora))
     examples, truncated = tokenize_dataset(records, tokenizer, config.sequence_length, config.train_on_inputs)
