@@ -79,7 +79,9 @@ def max_logit_difference(model_a, model_b, inputs: dict) -> float:
 @torch.no_grad()
 def merge_to_directory(base_model: str, adapter_dir, out_dir, quantization: str | None = "auto",
                        requantize: bool = False, allow_mismatch: bool = False, log=print) -> MergeReport:
-    """``quantization="auto"``: the adapter's metadata says whether it was trained on an NF4 base."""
+    """``quantization="auto"``: the adapter's metadata says whether it was trained on an NF4 base.
+    ``log=None`` merges silently."""
+    log = log or (lambda *args, **kwargs: None)
     metadata = read_metadata(adapter_dir) or {}
     if quantization == "auto":
         quantization = metadata.get("quantization")
