@@ -21,10 +21,11 @@ from lora_course.grading.course import assignments
 from lora_course.grading.feedback import hidden_test_lines
 from lora_course.grading.pipeline import Limits, _pick_notebook, grade
 from lora_course.grading.submissions import read_submissions
-from lora_course.grading.synthetic import A, synthetic_class
+from lora_course.grading.synthetic import A, CLASS_LIMITS, SLOW_CELL_S, synthetic_class
 
 ROOT = Path(__file__).resolve().parents[1]
-LIMITS = Limits(cell_timeout=10, notebook_timeout=60, memory_mb=4096)
+LIMITS = CLASS_LIMITS
+assert SLOW_CELL_S < LIMITS.cell_timeout and 8 * SLOW_CELL_S > LIMITS.notebook_timeout, "too_slow_overall must hit only the notebook limit"
 
 
 def _tree_hash(path: Path) -> str:

@@ -9,8 +9,16 @@ import json
 import sys
 from pathlib import Path
 
+from lora_course.grading.pipeline import Limits
 from lora_course.grading.repair import kind, nbmeta, text
 from lora_course.grading.variants import dumps, exercise, fill, solution_answers, variant_answers, variant_files
+
+# The class is graded with these limits. They are generous next to a correct notebook (about 10 s even on a
+# loaded machine), so only the submissions built to hit them do: an endless loop, which times out in each of
+# the three test cells that call it (3 x 20 s, still inside the notebook limit, so it is graded: 0 points),
+# and eight slow cells that each stay under the cell limit but together pass the notebook limit.
+CLASS_LIMITS = Limits(cell_timeout=20, notebook_timeout=120, memory_mb=4096)
+SLOW_CELL_S = 16
 
 A = "02-lora-layer"
 NB = f"{A}.ipynb"
@@ -150,7 +158,7 @@ def synthetic_class(folder: Path) -> dict[str, float | tuple[str, str]]:
 
     # limits
     put("endless_loop", _with_answer(_correct().replace("return self.base(x)", "while True:\n            pass\n        return self.base(x)")), expect=0.0)
-    put("too_slow_overall", _insert_after_answer(correct, *["import time\ntime.sleep(9)\n"] * 8),
+    put("too_slow_overall", _insert_after_answer(correct, *[f"import time\ntime.sleep({SLOW_CELL_S})\n"] * 8),
         expect=("error", "time limit"))
     put("memory_bomb", _with_answer(_correct().replace("return self.base(x)", "hog = [bytearray(1 << 30) for _ in range(64)]\n        return self.base(x)")), expect=0.0)
     put("kernel_killer", _insert_after_answer(correct, "import os\nos._exit(3)\n"), expect=0.0)
@@ -178,10 +186,10 @@ def synthetic_class(folder: Path) -> dict[str, float | tuple[str, str]]:
 if __name__ == "__main__":
     import time
 
-    from lora_course.grading.pipeline import Limits, grade
+    from lora_course.grading.pipeline import grade
 
     out = Path(sys.argv[1])
     expected = synthetic_class(out / "class")
     t = time.perf_counter()
-    summary = grade(A, out / "class", out / "grades", jobs=2, limits=Limits(cell_timeout=10, notebook_timeout=60))
+    summary = grade(A, out / "class", out / "grades", jobs=2, limits=CLASS_LIMITS)
     print(f"{len(expected)} submissions in {time.perf_counter() - t:.0f} s")
