@@ -12,12 +12,16 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script, the checkout's own lora_course must win over an installed one
+    sys.path.insert(1, str(ROOT))
 
 
 @dataclass
@@ -73,6 +77,14 @@ def timed(fn: Callable[[], object]) -> tuple[float, object]:
     return time.perf_counter() - start, out
 
 
+def timed_cpu(fn: Callable[[], object]) -> tuple[float, float, object]:
+    """(wall seconds, CPU seconds of this process, result). With one thread, CPU time is the work
+    done whatever else the machine runs; with more, it also counts threads waiting for each other."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    out = fn()
+    return time.perf_counter() - wall, time.process_time() - cpu, out
+
+
 def machine() -> dict:
     import torch
 
@@ -104,8 +116,22 @@ def base_arguments(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--smoke", action="store_true", help="one short repeat, only to keep the script from rotting (CI)")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=OUT_DIR)
+    parser.add_argument("--out", type=Path, default=None, help=f"default {OUT_DIR} ({OUT_DIR / 'smoke'} with --smoke)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch (default: torch's choice); on a shared machine 1 thread makes "
+                             "CPU time a clean measure of work, which wall time is not")
     return parser
+
+
+def prepare(args):
+    """Apply the common arguments: the output folder (smoke runs never overwrite the real results
+    kept in the repository) and the thread count."""
+    args.out = args.out or (OUT_DIR / "smoke" if args.smoke else OUT_DIR)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    return args
 
 
 def _fmt(v) -> str:

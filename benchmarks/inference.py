@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import Peer, base_arguments, markdown_table, ratio, run_interleaved, timed, write  # noqa: E402
+from harness import Peer, base_arguments, markdown_table, ratio, run_interleaved, prepare, timed_cpu, write  # noqa: E402
 
 from lora_course import SMOLLM2  # noqa: E402
 from lora_course.lora import LoraSettings, inject_lora, load_adapter, lora_layers, merge_and_unload  # noqa: E402
@@ -49,38 +49,46 @@ def generation_peer(name: str, model, tokenizer, new_tokens: int, batch_size: in
 
     @torch.no_grad()
     def run():
-        seconds, out = timed(lambda: model.generate(**enc, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-                                                    do_sample=False, pad_token_id=tokenizer.pad_token_id))
+        seconds, cpu, out = timed_cpu(lambda: model.generate(**enc, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                                                             do_sample=False, pad_token_id=tokenizer.pad_token_id))
         generated = (out.shape[1] - enc["input_ids"].shape[1]) * out.shape[0]
-        return {"seconds": seconds, "tokens_per_s": generated / seconds}
+        return {"seconds": seconds, "tokens_per_s": generated / seconds, "cpu_seconds": cpu}
 
     return Peer(name, run)
 
 
-def main():
+def main(argv=None) -> dict:
     parser = base_arguments(__doc__)
     parser.add_argument("--model", default=SMOLLM2)
     parser.add_argument("--adapter", default=None)
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=8)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    prepare(args)
     if args.smoke:
         args.model, args.adapter, args.repeats, args.new_tokens = TINY, None, 1, 4
     torch.manual_seed(0)
     peers_models, tokenizer = models(args.model, args.adapter)
     peers = [generation_peer(n, m, tokenizer, args.new_tokens, args.batch_size) for n, m in peers_models.items()]
     results = run_interleaved(peers, repeats=args.repeats, warmup=0 if args.smoke else 1)
-    ratios = [ratio(results, "unmerged", "base", "seconds"), ratio(results, "merged", "base", "seconds")]
+    ratios = [{**ratio(results, peer, "base", key), "name": f"{label} {peer} / base"}
+              for key, label in (("seconds", "latency"), ("cpu_seconds", "CPU time")) for peer in ("unmerged", "merged")]
     rows = [{"peer": n, "median_s": r.median("seconds"), "tokens_per_s": r.median("tokens_per_s")}
             for n, r in results.items()]
-    rows += [{"peer": f"latency {x['of']}", "median_s": x["ratio"], "tokens_per_s": f"{x['min']:.3f} .. {x['max']:.3f}"}
+    rows += [{"peer": x["name"], "median_s": x["ratio"], "tokens_per_s": f"{x['min']:.3f} .. {x['max']:.3f}"}
              for x in ratios]
     table = markdown_table(rows, ["peer", "median_s", "tokens_per_s"])
+    merged = next(x for x in ratios if x["name"] == "latency merged / base")
+    table += (f"\n\nMerged vs base latency: {merged['ratio']:.3f} (target: within 3%, "
+              f"{'met' if abs(merged['ratio'] - 1) <= 0.03 else 'missed'}); {args.batch_size} prompts, "
+              f"{args.new_tokens} new tokens each, greedy, {args.repeats} interleaved rounds on "
+              f"{torch.get_num_threads()} thread(s).\n")
     print(table)
-    write("inference", {"model": args.model, "adapter": args.adapter, "new_tokens": args.new_tokens,
-                        "batch_size": args.batch_size, "repeats": args.repeats,
-                        "results": {n: r.rounds for n, r in results.items()}, "ratios": ratios},
-          table, args.out)
+    payload = {"model": args.model, "adapter": args.adapter, "new_tokens": args.new_tokens,
+               "batch_size": args.batch_size, "repeats": args.repeats,
+               "results": {n: r.rounds for n, r in results.items()}, "ratios": ratios}
+    write("inference", payload, table, args.out)
+    return payload
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 tiny model and SmolLM2-135M-Instruct x full / LoRA / QLoRA x checkpointing off / on x micro-batch
 {1, 4} x sequence length {128, 512}. Writes benchmarks/out/memory_grid.{json,md}.
 
-    .venv/bin/python scripts/memory_grid.py [--models tiny smollm2] [--quick]
+    .venv/bin/python scripts/memory_grid.py [--models tiny smollm2] [--quick] [--out DIR]
 """
 
 import argparse
@@ -25,11 +25,12 @@ def error(e: int, m: int) -> float:
     return (e - m) / m if m else (0.0 if e == 0 else float("inf"))
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--quick", action="store_true", help="micro-batch 1 and sequence 128 only")
-    args = parser.parse_args()
+    parser.add_argument("--out", type=Path, default=OUT, help="folder for memory_grid.json and .md")
+    args = parser.parse_args(argv)
     batches, lengths = ([1], [128]) if args.quick else ([1, 4], [128, 512])
     rows = []
     for key in args.models:
@@ -46,8 +47,8 @@ def main():
             print(f"{key:8} {method:6} ckpt={ckpt!s:5} B={b} T={t:4}  estimated {rows[-1]['estimated_mib']:9.1f} MiB"
                   f"  measured {rows[-1]['measured_mib']:9.1f} MiB  total {rows[-1]['total_error']:+.2%}"
                   f"  worst component {worst:.2%}", flush=True)
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "memory_grid.json").write_text(json.dumps(rows, indent=2) + "\n")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "memory_grid.json").write_text(json.dumps(rows, indent=2) + "\n")
     header = "| model | method | ckpt | B | T | estimated MiB | measured MiB | total error | worst component |\n" + \
              "|---|---|---|---|---|---|---|---|---|\n"
     lines = [f"| {r['model']} | {r['method']} | {'on' if r['checkpointing'] else 'off'} | {r['micro_batch']} | "
@@ -56,7 +57,7 @@ def main():
     worst_total = max(abs(r["total_error"]) for r in rows)
     worst_component = max(r["worst_component_error"] for r in rows)
     summary = f"\nWorst total error {worst_total:.2%}; worst component error {worst_component:.2%}.\n"
-    (OUT / "memory_grid.md").write_text(header + "\n".join(lines) + "\n" + summary)
+    (args.out / "memory_grid.md").write_text(header + "\n".join(lines) + "\n" + summary)
     print(summary)
     return 0 if worst_total <= 0.10 and worst_component <= 0.15 else 1
 

@@ -185,3 +185,69 @@ def test_qlora_trains_through_the_loop(examples, collate):
     assert result.history[-1]["loss"] < result.history[0]["loss"]
     for name, p in model.named_parameters():  # the packed 4-bit weights stay as they were
         assert torch.equal(p, before[name]) != ("lora_" in name), name
+
+
+def reference_loss(model, batch):
+    """The plain computation: every position's logits, shifted, summed cross-entropy."""
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    logits = model(**inputs, use_cache=False).logits[:, :-1].float()
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), batch["labels"][:, 1:].reshape(-1),
+                                             ignore_index=IGNORE_INDEX, reduction="sum")
+
+
+def test_loss_on_target_positions_only_equals_the_loss_over_all_logits(examples, collate):
+    from lora_course.data import PackedCollator, pack
+
+    tok = tiny_tokenizer()
+    padded = collate(examples[:4])
+    everything = dict(padded, labels=torch.where(padded["attention_mask"].bool(), padded["input_ids"], IGNORE_INDEX))
+    packed = PackedCollator(tok.pad_token_id)(pack(examples[:4], 128))
+    for batch in (padded, everything, packed):
+        ours_model, reference_model = lora_model(), lora_model()
+        ours, reference = summed_token_loss(ours_model, batch), reference_loss(reference_model, batch)
+        assert ours.item() == pytest.approx(reference.item(), rel=1e-5)
+        ours.backward()
+        reference.backward()
+        for name, g in grads(reference_model).items():
+            torch.testing.assert_close(grads(ours_model)[name], g, rtol=1e-4, atol=1e-6)
+    # it really skipped the head on prompt and padding positions: one logits row per target token
+    model = lora_model()
+    rows = []
+    handle = model.get_output_embeddings().register_forward_hook(lambda m, a, out: rows.append(out.shape[0]))
+    summed_token_loss(model, padded)
+    handle.remove()
+    assert rows == [target_tokens(padded["labels"])] and rows[0] < padded["attention_mask"].sum()
+
+
+def test_loss_of_a_batch_without_targets_is_zero_and_backward_works(examples, collate):
+    batch = collate(examples[:2])
+    batch["labels"][:] = IGNORE_INDEX
+    model = lora_model()
+    loss = summed_token_loss(model, batch)
+    loss.backward()
+    assert loss.item() == 0.0
+    assert all(g.abs().sum() == 0 for g in grads(model).values())
+
+
+def test_loss_without_an_output_head_module_uses_every_position(examples, collate):
+    class NoHead(torch.nn.Module):  # computes logits with the embedding matrix directly, like some tied models
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, **kwargs):
+            hidden = self.inner.model(**kwargs).last_hidden_state
+            return type("Out", (), {"logits": hidden @ self.inner.get_input_embeddings().weight.T})()
+
+    model, batch = lora_model(), collate(examples[:3])
+    assert summed_token_loss(NoHead(model), batch).item() == pytest.approx(reference_loss(model, batch).item(), rel=1e-5)
+
+
+def test_shuffle_off_takes_batches_in_the_order_given(examples, collate):
+    seen = []
+    model = lora_model()
+    handle = model.register_forward_pre_hook(lambda m, args, kwargs: seen.append(kwargs["input_ids"][:, :4].tolist()),
+                                             with_kwargs=True)
+    train(model, examples[:4], collate, TrainConfig(micro_batch_size=2, max_steps=2, shuffle=False, progress=False), log=None)
+    handle.remove()
+    assert seen == [collate(examples[0:2])["input_ids"][:, :4].tolist(), collate(examples[2:4])["input_ids"][:, :4].tolist()]

@@ -12,7 +12,10 @@
                      run (below)
     logits           the vocabulary-sized tensors: the logits the model returns and the
                      log-softmax the loss saves; at 49,152 tokens of vocabulary these dominate
-                     small models
+                     small models. The course's loss sends only the positions that predict a
+                     target token through the output head (lora_course.train.loss), so this
+                     counts B x (T - 1) rows: every token a target, the worst case. With the
+                     prompt masked, the real figure is smaller by the share of prompt tokens.
     overhead         a stated allowance, not a measurement: on CUDA 0.5 GiB of context and
                      workspace plus 5% allocator slack; with checkpointing, one layer's activations
                      recomputed during backward. Zero on CPU.
@@ -223,9 +226,10 @@ def estimate(model_or_config, setup: Setup) -> Breakdown:
     if rope_needed and not setup.gradient_checkpointing:
         activations += 2 * T * d * 4  # RoPE cos and sin, shared by all layers (recomputed under checkpointing)
 
-    logits = B * T * V * act + B * (T - 1) * V * 4  # the returned logits + the saved log-softmax (fp32)
+    rows = B * (T - 1)  # positions that predict a target: the only ones the output head computes
+    logits = rows * V * act + rows * V * 4  # the returned logits + the saved log-softmax (fp32)
     if act != 4:
-        logits += B * T * V * 4  # the fp32 upcast the loss makes of 16-bit logits
+        logits += rows * V * 4  # the fp32 upcast the loss makes of 16-bit logits
     tensors = weights + constants + gradients + optimizer + activations + logits
     overhead = recompute
     if setup.mixed_precision or setup.param_dtype != "float32":

@@ -48,6 +48,7 @@ class TrainConfig:
     save_steps: int | None = None
     output_dir: str | None = None
     seed: int = 0
+    shuffle: bool = True  # False: batches in the order given (to compare trainers batch for batch)
     progress: bool = True
 
     def __post_init__(self):
@@ -83,7 +84,7 @@ def train(model, train_data, collator, config: TrainConfig, eval_data=None, resu
     precision = _resolve_precision(config.precision, device)
     rank, world = _join_process_group()
     log = log if (rank == 0 and log) else (lambda *args, **kwargs: None)
-    batches = _BatchOrder(len(train_data), config.micro_batch_size, config.seed)
+    batches = _BatchOrder(len(train_data), config.micro_batch_size, config.seed, config.shuffle)
     window_size = config.gradient_accumulation_steps * world  # micro-batches per optimizer step, all ranks
     total_steps = config.max_steps or max(1, int(config.num_epochs * batches.per_epoch / window_size))
     optimizer = make_optimizer(model.parameters(), config.optimizer, config.learning_rate, config.weight_decay)
@@ -189,19 +190,21 @@ def evaluate_loss(model, data, collator, batch_size: int = 8, precision: str = "
 
 
 class _BatchOrder:
-    """Which examples make micro-batch number n: a seeded shuffle per epoch, so a resumed run
-    sees exactly the batches the uninterrupted run would have seen."""
+    """Which examples make micro-batch number n: a seeded shuffle per epoch (or the given order),
+    so a resumed run sees exactly the batches the uninterrupted run would have seen."""
 
-    def __init__(self, n_examples: int, batch_size: int, seed: int):
+    def __init__(self, n_examples: int, batch_size: int, seed: int, shuffle: bool = True):
         if n_examples == 0:
             raise ValueError("The training set is empty.")
-        self.n, self.batch_size, self.seed = n_examples, batch_size, seed
+        self.n, self.batch_size, self.seed, self.shuffle = n_examples, batch_size, seed, shuffle
         self.per_epoch = max(1, n_examples // batch_size)  # the ragged last batch is dropped
         self._epoch, self._perm = -1, None
 
     def indices(self, micro_batch: int) -> list[int]:
         epoch, within = divmod(micro_batch, self.per_epoch)
-        if epoch != self._epoch:
+        if epoch != self._epoch and not self.shuffle:
+            self._perm, self._epoch = list(range(self.n)), epoch
+        elif epoch != self._epoch:
             generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
             self._perm, self._epoch = torch.randperm(self.n, generator=generator).tolist(), epoch
         start = within * self.batch_size

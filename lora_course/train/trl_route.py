@@ -48,6 +48,7 @@ def sft_trainer(model, tokenizer, examples, config: TrainConfig, eval_examples=N
         fp16=precision == "fp16",
         use_cpu=not cuda,
         seed=config.seed,
+        train_sampling_strategy="random" if config.shuffle else "sequential",
         logging_steps=1,
         save_strategy="no",
         report_to="none",
