@@ -282,7 +282,7 @@ def test_catalogue_wrong_answers_lose_points_alternatives_get_full_marks(assignm
 
     rows = check(assignment, only=_catalogue_subset(assignment))
     bad = [r for r in rows if not r[4]]
-    assert not bad, "\n".join(f"{s}: expected {w}, got {sc}/{mx}" for s, w, sc, mx, _ in bad)
+    assert not bad, "\n".join(f"{s}: expected {w}, got {sc}/{mx} ({why})" for s, w, sc, mx, _, why in bad)
     assert sum(r[1] == "less" for r in rows) >= 1 and sum(r[1] == "full" for r in rows) >= 2
     if FULL_CATALOG:
         assert sum(r[1] == "less" for r in rows) >= 4

@@ -30,8 +30,8 @@ def catalog_class(assignment: str, folder: Path, only: list[str] | None = None) 
     return expected
 
 
-def check(assignment: str, only: list[str] | None = None, jobs: int = 2) -> list[tuple[str, str, float, float, bool]]:
-    """[(student, expectation, score, max, ok)]"""
+def check(assignment: str, only: list[str] | None = None, jobs: int = 2) -> list[tuple[str, str, float, float, bool, str]]:
+    """[(student, expectation, score, max, ok, why)]: ``why`` names the checks that lost points and their errors."""
     with tempfile.TemporaryDirectory() as tmp:
         expected = catalog_class(assignment, Path(tmp) / "class", only)
         summary = grade(assignment, Path(tmp) / "class", Path(tmp) / "out", jobs=jobs,
@@ -40,14 +40,17 @@ def check(assignment: str, only: list[str] | None = None, jobs: int = 2) -> list
     for student, want in expected.items():
         score = summary["scores"].get(student)
         ok = score is not None and ((score == summary["max_score"]) == (want == "full"))
-        rows.append((student, want, score if score is not None else float("nan"), summary["max_score"], ok))
+        why = summary["not_graded"].get(student) or "; ".join(
+            f"{name}: {err or 'no error message'}" for name, err in summary["failed_checks"].get(student, {}).items())
+        rows.append((student, want, score if score is not None else float("nan"), summary["max_score"], ok, why))
     return rows
 
 
 if __name__ == "__main__":
     bad = 0
     for a in sys.argv[1:] or assignments():
-        for student, want, score, mx, ok in check(a):
+        for student, want, score, mx, ok, why in check(a):
             bad += not ok
-            print(f"{a:28s} {student:36s} expected {want:4s} got {score:g}/{mx:g} {'ok' if ok else 'WRONG'}", flush=True)
+            print(f"{a:28s} {student:36s} expected {want:4s} got {score:g}/{mx:g} {'ok' if ok else 'WRONG'}"
+                  + ("" if ok else f"  ({why})"), flush=True)
     sys.exit(1 if bad else 0)

@@ -302,6 +302,9 @@ def _write_outputs(out: Path, assignment: str, results: dict, source_nb: dict, h
         "mean": (sum(r["score"] for r in graded) / len(graded)) if graded else None,
         "pass_rates": pass_rates,
         "not_graded": {r["student"]: r["error"] for r in rows if r["status"] != "graded"},
+        # for the instructor (never shown to students: hidden tests' messages are not scrubbed here)
+        "failed_checks": {r["student"]: {t["name"]: "; ".join(t["errors"])[-300:] for t in r["tests"]
+                                         if not t["manual"] and t["score"] < t["max"]} for r in graded},
         "repaired": {r["student"]: r["notes"] for r in rows if r.get("notes")},
         "seconds": round(elapsed, 1), "jobs": jobs,
         "submissions_per_minute": round(len(rows) / elapsed * 60, 2) if elapsed else None,
