@@ -151,6 +151,8 @@ import json, os, socket, sys
 os.environ["LORA_COURSE_SANDBOX_DIR"] = sys.argv[1]
 os.environ["LORA_COURSE_SANDBOX_HIDE"] = sys.argv[2]
 os.environ["LORA_COURSE_SANDBOX_MEMORY_MB"] = "2048"
+# what torch leaves in the grader's environment once it has compiled anything (the kernels inherit it)
+os.environ["TORCHINDUCTOR_CACHE_DIR"] = "/tmp/torchinductor_probe"
 from lora_course.grading.sandbox_kernel import confine
 report = confine()
 def attempt(f):
@@ -166,6 +168,7 @@ out = {
     "write_own": attempt(lambda: open("mine.txt", "w").write("x")),
     "network": attempt(lambda: socket.create_connection(("1.1.1.1", 53), timeout=2)),
     "memory": attempt(lambda: bytearray(3 << 30)),
+    "inherited_cache": attempt(lambda: os.makedirs(os.path.join(os.environ["TORCHINDUCTOR_CACHE_DIR"], "x"))),
 }
 print(json.dumps(out))
 '''
@@ -187,6 +190,7 @@ def test_sandbox_hides_grading_files_blocks_network_and_writes(tmp_path):
     assert out["write_package"] == "OSError"  # read-only file system
     assert out["write_own"] == "allowed"
     assert out["network"] == "OSError"
+    assert out["inherited_cache"] == "allowed" and out["report"]["caches_moved"] == ["TORCHINDUCTOR_CACHE_DIR"]
     assert not (ROOT / "lora_course" / "planted.py").exists()
 
 

@@ -152,6 +152,29 @@ def _interpreter_folders(shared: list[str]) -> list[str]:
     return [p for p in under if not any(p != q and p.startswith(q + "/") for q in under)]
 
 
+def _is_cache_variable(name: str) -> bool:
+    return name.endswith(("CACHE_DIR", "CACHE_HOME", "_CACHE")) or name in ("HF_HOME", "TORCH_HOME")
+
+
+def _move_caches_into(workdir: str, covered: list[str]) -> list[str]:
+    """Cache locations the kernel inherits may lie in folders the sandbox covers with empty read-only mounts:
+    torch, once it has compiled anything in the grader's process, sets TORCHINDUCTOR_CACHE_DIR=/tmp/... in that
+    process's environment, and every kernel started after it would fail on its first import that touches the cache.
+    Such variables are pointed at a folder of the kernel's own; returns their names."""
+    moved = []
+    for name, value in list(os.environ.items()):
+        if not _is_cache_variable(name) or not os.path.isabs(value):
+            continue
+        path = os.path.realpath(value)
+        inside = lambda root: path == root or path.startswith(root.rstrip("/") + "/")  # noqa: E731
+        if inside(os.path.realpath(workdir)) or not any(inside(os.path.realpath(c)) for c in covered):
+            continue
+        os.environ[name] = os.path.join(workdir, "caches", name.lower())
+        os.makedirs(os.environ[name], exist_ok=True)
+        moved.append(name)
+    return moved
+
+
 def confine() -> dict:
     report: dict = {"platform": sys.platform}
     workdir = os.environ.get("LORA_COURSE_SANDBOX_DIR")
@@ -163,6 +186,8 @@ def confine() -> dict:
         report["isolation"] = "resource limits only on this platform"
     _limits(report)  # after the namespaces: the relay process needs no limits
     if workdir:
+        covered = [p for p in os.environ.get("LORA_COURSE_SANDBOX_HIDE", "").split(os.pathsep) if p] + SHARED_TMP
+        report["caches_moved"] = _move_caches_into(workdir, covered)
         os.chdir(workdir)
         os.environ["HOME"] = workdir
         os.environ["TMPDIR"] = workdir
