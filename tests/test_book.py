@@ -198,7 +198,9 @@ def _cut_into_tiles(png: Path, height: int) -> None:
     image = Image.open(png)
     for i, top in enumerate(range(0, image.height, height), start=1):
         box = (0, top, image.width, min(top + height, image.height))
-        if image.crop(box).convert("L").getextrema()[0] < 250:  # something is drawn on it
+        # past the end of the page only the sidebar's border is drawn: look at the text column
+        column = (image.width // 4, box[1], image.width * 3 // 4, box[3])
+        if image.crop(column).convert("L").getextrema()[0] < 250:
             image.crop(box).save(png.with_name(f"{png.stem}-{i}.png"))
 
 
