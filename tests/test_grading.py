@@ -151,7 +151,7 @@ import json, os, socket, sys
 os.environ["LORA_COURSE_SANDBOX_DIR"] = sys.argv[1]
 os.environ["LORA_COURSE_SANDBOX_HIDE"] = sys.argv[2]
 os.environ["LORA_COURSE_SANDBOX_MEMORY_MB"] = "2048"
-# what torch leaves in the grader's environment once it has compiled anything (the kernels inherit it)
+# what torch's inductor leaves in the grader's environment once it has asked for its cache (kernels inherit it)
 os.environ["TORCHINDUCTOR_CACHE_DIR"] = "/tmp/torchinductor_probe"
 from lora_course.grading.sandbox_kernel import confine
 report = confine()

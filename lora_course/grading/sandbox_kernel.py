@@ -95,8 +95,7 @@ def _linux_namespaces(libc, report: dict, workdir: str | None) -> None:
         return
     _mount(libc, "none", "/", None, MS_REC | MS_PRIVATE)
     keep = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY) if workdir else None
-    hidden = [p for p in os.environ.get("LORA_COURSE_SANDBOX_HIDE", "").split(os.pathsep) + SHARED_TMP
-              if p and os.path.isdir(p)]
+    hidden = _covered_folders()
     # the interpreter and the package may themselves live under /tmp (a fresh clone with its .venv there):
     # hold them open now and bring them back, read-only, once /tmp is covered
     needed = [(p, os.open(p, os.O_RDONLY | os.O_DIRECTORY)) for p in _interpreter_folders(SHARED_TMP)]
@@ -152,14 +151,21 @@ def _interpreter_folders(shared: list[str]) -> list[str]:
     return [p for p in under if not any(p != q and p.startswith(q + "/") for q in under)]
 
 
+def _covered_folders() -> list[str]:
+    """The folders the sandbox covers with empty mounts: the grading folders and the shared temporary ones."""
+    return [p for p in os.environ.get("LORA_COURSE_SANDBOX_HIDE", "").split(os.pathsep) + SHARED_TMP
+            if p and os.path.isdir(p)]
+
+
 def _is_cache_variable(name: str) -> bool:
     return name.endswith(("CACHE_DIR", "CACHE_HOME", "_CACHE")) or name in ("HF_HOME", "TORCH_HOME")
 
 
 def _move_caches_into(workdir: str, covered: list[str]) -> list[str]:
     """Cache locations the kernel inherits may lie in folders the sandbox covers with empty read-only mounts:
-    torch, once it has compiled anything in the grader's process, sets TORCHINDUCTOR_CACHE_DIR=/tmp/... in that
-    process's environment, and every kernel started after it would fail on its first import that touches the cache.
+    once torch's inductor has asked for its cache folder in the grader's process, it has set
+    TORCHINDUCTOR_CACHE_DIR=/tmp/... in that process's environment, and every kernel started after it would fail on
+    its first import that touches the cache.
     Such variables are pointed at a folder of the kernel's own; returns their names."""
     moved = []
     for name, value in list(os.environ.items()):
@@ -186,8 +192,7 @@ def confine() -> dict:
         report["isolation"] = "resource limits only on this platform"
     _limits(report)  # after the namespaces: the relay process needs no limits
     if workdir:
-        covered = [p for p in os.environ.get("LORA_COURSE_SANDBOX_HIDE", "").split(os.pathsep) if p] + SHARED_TMP
-        report["caches_moved"] = _move_caches_into(workdir, covered)
+        report["caches_moved"] = _move_caches_into(workdir, _covered_folders())
         os.chdir(workdir)
         os.environ["HOME"] = workdir
         os.environ["TMPDIR"] = workdir
