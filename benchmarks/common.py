@@ -30,7 +30,9 @@ def device() -> torch.device:
 
 
 def precision() -> str:
-    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+    from lora_course.models.hardware import auto_precision
+
+    return auto_precision().precision
 
 
 def load_base(name: str, quantization: str | None = None):

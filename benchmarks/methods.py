@@ -24,9 +24,10 @@ from common import (batches_of, device, instruction_examples, load_base, peak_me
 from harness import Peer, markdown_table, ratio, run_interleaved, timed_cpu  # noqa: E402
 
 from lora_course.data import Collator  # noqa: E402
-from lora_course.lora import LoraSettings, inject_lora  # noqa: E402
+from lora_course.lora import LoraSettings, quantization_for  # noqa: E402
 from lora_course.memory import COMPONENTS  # noqa: E402
 from lora_course.memory.measure import measure_step  # noqa: E402
+from lora_course.recipes import make_trainable  # noqa: E402
 from lora_course.train import TrainConfig, train  # noqa: E402
 
 
@@ -48,12 +49,10 @@ def smoke(args) -> None:
 
 
 def build(method: str, args):
-    """(model, tokenizer) ready to train by ``method``."""
-    model, tokenizer = load_base(args.model, quantization="nf4" if method == "qlora" else None)
-    if method == "full":
-        model.requires_grad_(True)
-    else:
-        inject_lora(model, LoraSettings(r=args.rank, alpha=2 * args.rank, target_modules=args.targets))
+    """(model, tokenizer) ready to train by ``method``: loaded here (``config:`` models too), made trainable
+    by the recipes' one preparation step."""
+    model, tokenizer = load_base(args.model, quantization=quantization_for(method))
+    make_trainable(model, method, LoraSettings(r=args.rank, alpha=2 * args.rank, target_modules=args.targets))
     return model, tokenizer
 
 

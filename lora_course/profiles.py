@@ -21,6 +21,7 @@ from typing import Any
 
 from lora_course import SMOLLM2
 from lora_course.models import TINY
+from lora_course.errors import SettingsError
 
 ENV_VAR = "LORA_COURSE_PROFILE"
 NAMES = ("fast", "cpu", "gpu")
@@ -78,7 +79,7 @@ def profile(name: str) -> Profile:
     if name == "gpu":
         return Profile(name="gpu", model=SMOLLM2, large_model=LARGE_MODEL, device="cuda", train_steps=300,
                        seq_len=1024, batch_size=8, grad_accum=4, eval_examples=200, use_hub=True)
-    raise ValueError(f"Unknown execution profile {name!r}. Fix: set {ENV_VAR} to one of {', '.join(NAMES)} "
+    raise SettingsError(f"Unknown execution profile {name!r}. Fix: set {ENV_VAR} to one of {', '.join(NAMES)} "
                      "(or unset it for the default: gpu with CUDA, else cpu).")
 
 
@@ -89,6 +90,6 @@ def current_profile() -> Profile:
         name = "gpu" if _cuda_available() else "cpu"
     chosen = profile(name)
     if chosen.name == "gpu" and not _cuda_available():
-        raise ValueError(f"{ENV_VAR}=gpu but this machine has no CUDA device. "
+        raise SettingsError(f"{ENV_VAR}=gpu but this machine has no CUDA device. "
                          "Fix: use LORA_COURSE_PROFILE=cpu (or fast), or run on a GPU machine.")
     return chosen

@@ -19,7 +19,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from lora_course import SMOLLM2
 from lora_course.adapters import merge_to_directory
 from lora_course.adapters.metadata import add_eval_results
-from lora_course.cli.eval import evaluate_models
+from lora_course.recipes import evaluate_models
 from lora_course.evaluate import evaluate_task, side_by_side
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from lora_course import SMOLLM2
 from lora_course.memory import COMPONENTS, Setup, estimate
-from lora_course.memory.measure import measure
+from lora_course.recipes import measure
 from lora_course.models import TINY
 
 OUT = Path(__file__).resolve().parent.parent / "benchmarks" / "out"

@@ -204,7 +204,7 @@ def test_the_seed_makes_a_run_repeatable_whatever_ran_before(tmp_path):
     import torch
     from safetensors.torch import load_file
 
-    from lora_course.cli.train import train_from_config
+    from lora_course.recipes import train_from_config
 
     raw = {"base_model": "lora-course/tiny-random-llama", "datasets": ["bundled:instructions"], "sequence_length": 64,
            "micro_batch_size": 2, "max_steps": 1, "learning_rate": 1e-3, "lora_r": 4, "lora_alpha": 8, "seed": 3}

@@ -15,6 +15,7 @@ from lora_course.data import (
     padding_stats,
     tokenize_dataset,
 )
+from lora_course.errors import DataError
 from lora_course.models import tiny_tokenizer
 
 
@@ -72,7 +73,7 @@ def test_bad_conversations_are_clear_errors(tokenizer):
     plain.chat_template = None
     with pytest.raises(ValueError, match="no chat template"):
         format_chat(plain, conversation())
-    with pytest.raises(KeyError, match="no 'messages' field"):
+    with pytest.raises(DataError, match="no 'messages' field"):
         tokenize_dataset([{"text": "hello"}], tokenizer, 64)
 
 

@@ -18,6 +18,7 @@ from lora_course.lora import (
     merge_and_unload,
     merge_lora,
     save_adapter,
+    set_adapter_enabled,
     unmerge_lora,
 )
 from lora_course.models import count_parameters, tiny_model
@@ -201,3 +202,41 @@ def test_merge_into_a_quantized_base_is_refused_clearly():
     inject_lora(model, LoraSettings(r=4, alpha=8))
     with pytest.raises(ValueError, match="quantized"):
         merge_lora(model)
+
+
+@pytest.mark.parametrize("poison", [float("inf"), float("nan"), 1e38])  # 1e38 is finite; B A overflows it
+def test_a_merge_that_would_write_non_finite_weights_is_refused_and_leaves_the_base_alone(tiny, poison):
+    from lora_course.errors import MergeError
+
+    model, _ = tiny
+    inject_lora(model, LoraSettings(r=4, alpha=8))
+    _randomize_b(model)
+    layer = next(m for m in model.modules() if isinstance(m, LoRALinear))
+    with torch.no_grad():
+        layer.lora_B.weight[0].fill_(poison)
+        layer.lora_A.weight.fill_(1.0)
+    before = layer.base_layer.weight.detach().clone()
+    with pytest.raises(MergeError, match="non-finite"):
+        merge_lora(model)
+    assert not layer.merged
+    assert torch.equal(layer.base_layer.weight, before)
+
+
+class _BiasedBlock(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.q_proj = nn.Linear(8, 8, bias=True)
+        self.v_proj = nn.Linear(8, 8, bias=True)
+
+    def forward(self, x):
+        return self.v_proj(torch.relu(self.q_proj(x)))
+
+
+@pytest.mark.parametrize("bias, warns", [("none", False), ("all", True), ("lora_only", True)])
+def test_disabling_an_adapter_whose_training_moved_biases_warns(bias, warns, recwarn):
+    model = _BiasedBlock()
+    inject_lora(model, LoraSettings(r=2, alpha=4, target_modules=["q_proj", "v_proj"], bias=bias))
+    model.eval()
+    set_adapter_enabled(model, False)
+    messages = [str(w.message) for w in recwarn if "bias" in str(w.message)]
+    assert bool(messages) == warns, messages

@@ -8,7 +8,8 @@ import torch
 from lora_course.data import Collator, format_chat
 from lora_course.lora import LoraSettings, inject_lora
 from lora_course.models import tiny_model, tiny_tokenizer
-from lora_course.train import TrainConfig, summed_token_loss, target_tokens, train
+from lora_course.errors import ResumeError
+from lora_course.train import TrainConfig, checkpoint_paths, summed_token_loss, target_tokens, train
 from lora_course.train.loss import IGNORE_INDEX
 
 
@@ -133,7 +134,7 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(examples, collat
     resumed = lora_model(dropout=0.1)
     out = tmp_path / "run"
     first = train(resumed, examples, _InterruptAfter(collate, 7), TrainConfig(output_dir=str(out), **config), log=lambda *a: None)
-    assert first.interrupted and first.steps == 3 and (out / "checkpoint.pt").is_file()
+    assert first.interrupted and first.steps == 3 and len(checkpoint_paths(out)) == 1
     fresh = lora_model(dropout=0.1, seed=0)  # a new process would start from a fresh model
     second = train(fresh, examples, collate, TrainConfig(output_dir=str(out), **config), resume=True, log=lambda *a: None)
     assert second.steps == 6
@@ -144,7 +145,7 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(examples, collat
 
 
 def test_resume_without_checkpoint_is_a_clear_error(examples, collate, tmp_path):
-    with pytest.raises(FileNotFoundError, match="Nothing to resume"):
+    with pytest.raises(ResumeError, match="Nothing to resume"):
         train(lora_model(), examples, collate, TrainConfig(output_dir=str(tmp_path), max_steps=1, progress=False), resume=True)
 
 
@@ -251,3 +252,73 @@ def test_shuffle_off_takes_batches_in_the_order_given(examples, collate):
     train(model, examples[:4], collate, TrainConfig(micro_batch_size=2, max_steps=2, shuffle=False, progress=False), log=None)
     handle.remove()
     assert seen == [collate(examples[0:2])["input_ids"][:, :4].tolist(), collate(examples[2:4])["input_ids"][:, :4].tolist()]
+
+
+class _CrashAt:
+    """A collator that dies on its n-th call, like a process killed with SIGKILL: no checkpoint is written."""
+
+    def __init__(self, collate, n):
+        self.collate, self.n, self.calls = collate, n, 0
+
+    def __call__(self, batch):
+        self.calls += 1
+        if self.calls == self.n:
+            raise SystemError("killed")
+        return self.collate(batch)
+
+
+def _steps_logged(out):
+    return [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_a_crash_after_the_last_checkpoint_does_not_log_steps_twice(examples, collate, tmp_path):
+    config = TrainConfig(micro_batch_size=2, max_steps=9, learning_rate=1e-2, save_steps=3, output_dir=str(tmp_path),
+                         progress=False)
+    with pytest.raises(SystemError):  # dies during step 8: steps 7 was logged after the checkpoint at 6
+        train(lora_model(), examples, _CrashAt(collate, 8), config, log=None)
+    assert _steps_logged(tmp_path) == [1, 2, 3, 4, 5, 6, 7]
+    result = train(lora_model(), examples, collate, config, resume=True, log=None)
+    assert result.steps == 9
+    assert _steps_logged(tmp_path) == list(range(1, 10))
+    assert [r["step"] for r in result.history] == list(range(1, 10))
+
+
+def test_save_total_limit_keeps_the_newest_checkpoints(examples, collate, tmp_path):
+    train(lora_model(), examples, collate, TrainConfig(micro_batch_size=2, max_steps=8, save_steps=2, save_total_limit=2,
+                                                       output_dir=str(tmp_path), progress=False), log=None)
+    assert [p.name for p in checkpoint_paths(tmp_path)] == ["step-000006.pt", "step-000008.pt"]
+    train(lora_model(), examples, collate, TrainConfig(micro_batch_size=2, max_steps=4, save_steps=2,
+                                                       output_dir=str(tmp_path / "all"), progress=False), log=None)
+    assert len(checkpoint_paths(tmp_path / "all")) == 2  # None keeps every one
+
+
+@pytest.mark.parametrize("change", [dict(micro_batch_size=4), dict(gradient_accumulation_steps=2), dict(seed=5),
+                                    "data", "lora", dict(max_steps=8)])
+def test_resuming_with_another_configuration_is_refused_with_the_differences(examples, collate, tmp_path, change):
+    base = dict(micro_batch_size=2, max_steps=6, save_steps=2, output_dir=str(tmp_path), progress=False)
+    train(lora_model(), examples, _InterruptAfter(collate, 3), TrainConfig(**base), log=None)
+    model, data = lora_model(), examples
+    if change == "data":
+        data = examples[1:] + examples[:1]  # same examples, another order: other batches
+    elif change == "lora":
+        model, _ = tiny_model(seed=0)
+        inject_lora(model, LoraSettings(r=8, alpha=8, target_modules="all-linear"))
+    else:
+        base.update(change)
+    with pytest.raises(ResumeError, match="different run") as err:
+        train(model, data, collate, TrainConfig(**base), resume=True, log=None)
+    message = str(err.value)
+    key = "training data" if change == "data" else "trainable" if change == "lora" else next(iter(change))
+    assert key in message and "Fix:" in message
+
+
+def test_an_explicit_change_of_a_safe_key_resumes(examples, collate, tmp_path):
+    base = dict(micro_batch_size=2, max_steps=4, save_steps=2, output_dir=str(tmp_path), progress=False)
+    train(lora_model(), examples, collate, TrainConfig(**base), log=None)
+    longer = TrainConfig(**{**base, "max_steps": 6})
+    with pytest.raises(ResumeError, match="--allow-change max_steps"):
+        train(lora_model(), examples, collate, longer, resume=True, log=None)
+    with pytest.raises(ResumeError, match="cannot be changed"):
+        train(lora_model(), examples, collate, longer, resume=True, log=None, allow_changes=["micro_batch_size"])
+    result = train(lora_model(), examples, collate, longer, resume=True, log=None, allow_changes=["max_steps"])
+    assert result.steps == 6 and _steps_logged(tmp_path) == [1, 2, 3, 4, 5, 6]

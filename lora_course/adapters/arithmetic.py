@@ -14,6 +14,7 @@ reference the tests and the chapter compare it with.
 from __future__ import annotations
 
 import torch
+from lora_course.errors import SettingsError
 
 COMBINATIONS = ("cat", "linear", "svd")
 
@@ -26,7 +27,7 @@ def weighted_delta(deltas: list[torch.Tensor], weights: list[float]) -> torch.Te
 def combine_adapters(adapter_set, names: list[str], weights: list[float], new_name: str,
                      combination: str = "cat", svd_rank: int | None = None) -> None:
     if combination not in COMBINATIONS:
-        raise ValueError(f"combination must be one of {COMBINATIONS}, got {combination!r}.")
+        raise SettingsError(f"combination must be one of {COMBINATIONS}, got {combination!r}.")
     for name in names:
         adapter_set._require(name)
     adapter_set.model.add_weighted_adapter(names, weights, new_name, combination_type=combination,

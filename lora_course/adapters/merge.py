@@ -17,7 +17,8 @@ from pathlib import Path
 
 import torch
 
-from lora_course.adapters.metadata import load_checked, read_metadata
+from lora_course.errors import OutputExistsError
+from lora_course.adapters.metadata import load_base_for_adapter, load_checked
 from lora_course.lora.merge import merge_and_unload
 from lora_course.models import load_model
 
@@ -82,14 +83,15 @@ def merge_to_directory(base_model: str, adapter_dir, out_dir, quantization: str 
     """``quantization="auto"``: the adapter's metadata says whether it was trained on an NF4 base.
     ``log=None`` merges silently."""
     log = log or (lambda *args, **kwargs: None)
-    metadata = read_metadata(adapter_dir) or {}
-    if quantization == "auto":
-        quantization = metadata.get("quantization")
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out} exists and is not empty; nothing was written. Fix: choose a new --out "
-                              "directory or remove the old one.")
-    model, tokenizer = load_model(base_model, quantization=quantization)
+        raise OutputExistsError(f"{out} exists and is not empty; nothing was written. Fix: choose a new --out "
+                                "directory or remove the old one.")
+    if quantization == "auto":
+        model, tokenizer, metadata = load_base_for_adapter(adapter_dir, base_model, log=log)
+        quantization = metadata.get("quantization")
+    else:
+        model, tokenizer = load_model(base_model, quantization=quantization, log=log)
     load_checked(model, adapter_dir, tokenizer, allow_mismatch)
     inputs = _check_inputs(tokenizer)
     device = next(model.parameters()).device

@@ -16,14 +16,11 @@ from pathlib import Path
 
 import torch
 
-from lora_course.lora.io import PEFT_PREFIX, AdapterFormatError, load_adapter, save_adapter
+from lora_course.errors import AdapterFormatError, BaseModelMismatchError
+from lora_course.lora.io import PEFT_PREFIX, load_adapter, save_adapter
 
 METADATA_NAME = "lora_course.json"
 _SAMPLE = 4096  # values per tensor that enter the fingerprint
-
-
-class BaseModelMismatchError(AdapterFormatError):
-    """The adapter was trained on another base model than the one it is being loaded onto."""
 
 
 def _base_parameters(model):
@@ -74,8 +71,22 @@ def data_hash(records) -> str:
     return _sha(json.dumps(list(records), sort_keys=True, ensure_ascii=False))
 
 
+def _model_name(model) -> str | None:
+    """The name the model was loaded by: ``load_model`` keeps the hub id of a model it built from an
+    offline copy, where the config only knows the cache folder it was read from."""
+    return getattr(model, "name_or_path", None) or getattr(model.config, "_name_or_path", None) or None
+
+
+def base_dtype(model) -> str:
+    """The dtype of the base's unquantized floating-point weights (what to load the base in again)."""
+    for name, p in _base_parameters(model):
+        if p.dtype.is_floating_point:
+            return str(p.dtype).removeprefix("torch.")
+    return "float32"
+
+
 def base_identity(model, tokenizer=None, name: str | None = None) -> dict:
-    identity = {"base_model": name or getattr(model.config, "_name_or_path", None) or None,
+    identity = {"base_model": name or _model_name(model),
                 "weights_fingerprint": weights_fingerprint(model)}
     if tokenizer is not None:
         identity.update(tokenizer_hashes(tokenizer))
@@ -103,6 +114,7 @@ def save_with_metadata(model, tokenizer, out_dir, base_model: str, training_conf
     metadata = {
         "base": identity or base_identity(model, tokenizer, base_model),
         "quantization": quantization,
+        "dtype": base_dtype(model),
         "training_data_sha256": data_hash(data_records) if data_records is not None else None,
         "training_config": training_config,
         "versions": library_versions(),
@@ -150,6 +162,26 @@ def check_base(adapter_dir, model, tokenizer=None, allow_mismatch: bool = False)
             f"{show(current)} (quantization at training: {metadata.get('quantization') or 'none'}). Fix: load the "
             "base it was trained on, or pass allow_mismatch=True (--allow-base-mismatch) to load it anyway.")
     return differences
+
+
+def load_base_for_adapter(adapter_dir, base_model: str | None = None, log=print):
+    """Load the base an adapter was trained on, as it was trained: the quantization and dtype its
+    metadata records (a QLoRA adapter gets its NF4 base back). Returns ``(model, tokenizer, metadata)``.
+
+    ``base_model`` defaults to the name the adapter records. Evaluation, merging and comparison all
+    load bases through here, so none of them can put a QLoRA adapter onto a full-precision base."""
+    from lora_course.lora.io import read_adapter_config
+    from lora_course.models import load_model
+
+    config = read_adapter_config(adapter_dir)  # a missing or corrupt folder fails here, with its fix
+    metadata = read_metadata(adapter_dir) or {}
+    name = base_model or (metadata.get("base") or {}).get("base_model") or config.get("base_model_name_or_path")
+    if not name:
+        raise AdapterFormatError(f"Adapter {adapter_dir} does not say which base model it belongs to. "
+                                 "Fix: name the base model explicitly.")
+    model, tokenizer = load_model(name, dtype=metadata.get("dtype"), quantization=metadata.get("quantization"),
+                                  log=log)
+    return model, tokenizer, metadata
 
 
 def load_checked(model, adapter_dir, tokenizer=None, allow_mismatch: bool = False):

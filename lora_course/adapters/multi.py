@@ -8,6 +8,7 @@ import contextlib
 
 from lora_course.adapters.metadata import check_base
 from lora_course.lora.io import read_adapter_config
+from lora_course.errors import SettingsError
 
 
 class AdapterSet:
@@ -28,7 +29,7 @@ class AdapterSet:
         from peft import PeftModel
 
         if name in self.names:
-            raise ValueError(f"An adapter named {name!r} is already loaded; unload it first or pick another name.")
+            raise SettingsError(f"An adapter named {name!r} is already loaded; unload it first or pick another name.")
         read_adapter_config(adapter_dir)  # a missing or corrupt folder fails here, with our message
         check_base(adapter_dir, self.model.get_base_model() if self.model else self.base, self.tokenizer,
                    allow_mismatch)
@@ -71,7 +72,7 @@ class AdapterSet:
         from lora_course.evaluate.generation import generate
 
         if self.tokenizer is None:
-            raise ValueError("AdapterSet needs the tokenizer to generate; pass it when creating the set.")
+            raise SettingsError("AdapterSet needs the tokenizer to generate; pass it when creating the set.")
         replies = {}
         if include_base:
             with self.disabled() as model:

@@ -19,10 +19,6 @@ COMMANDS = {
 }
 
 
-class UserError(Exception):
-    """An error the user can fix: printed as one line, no traceback, exit status 2."""
-
-
 def build_parser() -> argparse.ArgumentParser:
     from lora_course import __version__
 
@@ -35,11 +31,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. A ``CourseError`` (anything the user can fix) is printed as its message, which
+    names the cause and the fix, with exit status 2 and no traceback."""
+    from lora_course.errors import CourseError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except UserError as e:
+    except CourseError as e:
         print(f"lora-course {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

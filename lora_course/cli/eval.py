@@ -1,5 +1,5 @@
-"""``lora-course eval MODEL [--adapter DIR ...] --task NAME``: the base and each adapter on one task,
-with a paired significance test between each adapter and the base."""
+"""``lora-course eval MODEL [--adapter DIR ...] --task NAME``: argument parsing around
+``lora_course.recipes.evaluate_models``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ def register(sub) -> None:
 
     p = sub.add_parser("eval", help="evaluate a model and its adapters on a task",
                        description="Score the base model and each adapter on the same examples, and say whether "
-                                   "each difference from the base is more than noise (McNemar, paired bootstrap).")
+                                   "each difference from the base is more than noise (McNemar, paired bootstrap). "
+                                   "Each adapter runs on its base as it was trained (a QLoRA adapter on the NF4 base).")
     p.add_argument("model", help="base model: hub name or local folder")
     p.add_argument("--adapter", action="append", default=[], metavar="DIR", help="adapter folder (repeatable)")
     p.add_argument("--task", required=True, choices=sorted(TASKS))
@@ -25,18 +26,10 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from lora_course.cli import UserError
-    from lora_course.lora import AdapterFormatError
-    from lora_course.models import ModelNotAvailableError
+    from lora_course.recipes import evaluate_models
 
-    for adapter in args.adapter:
-        if not Path(adapter).is_dir():
-            raise UserError(f"Adapter folder {adapter} does not exist. Fix: pass the output_dir/adapter of a training run.")
-    try:
-        results = evaluate_models(args.model, args.adapter, args.task, args.limit, args.batch_size,
-                                  include_base=not args.no_base, allow_mismatch=args.allow_base_mismatch)
-    except (AdapterFormatError, ModelNotAvailableError) as e:
-        raise UserError(str(e)) from e
+    results = evaluate_models(args.model, args.adapter, args.task, args.limit, args.batch_size,
+                              include_base=not args.no_base, allow_mismatch=args.allow_base_mismatch)
     for name, result in results["runs"].items():
         print(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in _headline(result["metrics"]).items()))
     for comparison in results["comparisons"]:
@@ -53,27 +46,3 @@ def _headline(metrics: dict) -> dict:
     if "macro" in metrics:
         out["macro_f1"] = metrics["macro"]["f1"]
     return out
-
-
-def evaluate_models(model_name: str, adapters: list[str], task: str, limit=None, batch_size: int = 16,
-                    include_base: bool = True, allow_mismatch: bool = False) -> dict:
-    from lora_course.adapters import AdapterSet
-    from lora_course.evaluate import compare_predictions, evaluate_task
-    from lora_course.models import load_model
-
-    model, tokenizer = load_model(model_name)
-    adapter_set = AdapterSet(model, tokenizer)
-    runs = {}
-    if include_base:
-        runs["base"] = evaluate_task(model, tokenizer, task, limit, batch_size).to_dict()
-    for i, adapter in enumerate(adapters):
-        name = f"adapter{i}:{Path(adapter).name if Path(adapter).name != 'adapter' else Path(adapter).parent.name}"
-        adapter_set.load(name, adapter, allow_mismatch=allow_mismatch)
-        runs[name] = evaluate_task(adapter_set.model, tokenizer, task, limit, batch_size).to_dict()
-    comparisons = []
-    if include_base:
-        for name in list(runs)[1:]:
-            c = compare_predictions([r["correct"] for r in runs["base"]["records"]],
-                                    [r["correct"] for r in runs[name]["records"]], "base", name)
-            comparisons.append({**c.to_dict(), "summary": c.summary()})
-    return {"model": model_name, "task": task, "runs": runs, "comparisons": comparisons}

@@ -10,19 +10,22 @@ _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "k
 
 
 def register(sub) -> None:
+    from lora_course.lora import ATTENTION
+    from lora_course.memory import METHODS, OPTIMIZERS
+    from lora_course.models.dtypes import DTYPE_BYTES
+
     p = sub.add_parser("memory", help="estimate the training memory of a setup (and what fits a GPU)",
                        description="Estimate weights, quantization constants, gradients, optimizer states, "
                                    "activations, logits and overhead from the model's config alone (no weights).")
     p.add_argument("model", help="hub name, local folder, or a config.json")
-    p.add_argument("--method", default="lora", choices=["full", "partial", "lora", "qlora"])
+    p.add_argument("--method", default="lora", choices=METHODS)
     p.add_argument("--r", type=int, default=16)
-    p.add_argument("--target-modules", default="q_proj,k_proj,v_proj,o_proj",
-                   help="comma-separated, or all-linear")
+    p.add_argument("--target-modules", default=",".join(ATTENTION), help="comma-separated, or all-linear")
     p.add_argument("--frozen-layers", type=int, default=0, help="partial: the first N layers frozen")
-    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
+    p.add_argument("--dtype", default=None, choices=list(DTYPE_BYTES),
                    help="parameter dtype (default: bfloat16 with --gpu-memory, else float32)")
     p.add_argument("--mixed-precision", action="store_true", help="16-bit autocast (default with --gpu-memory)")
-    p.add_argument("--optimizer", default="adamw", choices=["adamw", "adamw_8bit", "sgd"])
+    p.add_argument("--optimizer", default="adamw", choices=OPTIMIZERS)
     p.add_argument("--micro-batch-size", type=int, default=1)
     p.add_argument("--sequence-length", type=int, default=512)
     p.add_argument("--gradient-checkpointing", action="store_true")
@@ -34,80 +37,37 @@ def register(sub) -> None:
 
 
 def parse_size(text: str) -> int:
-    from lora_course.cli import UserError
+    from lora_course.errors import UsageError
 
     match = re.fullmatch(r"\s*([0-9.]+)\s*([a-zA-Z]*)\s*", text)
     if not match or match.group(2).lower() not in _UNITS:
-        raise UserError(f"--gpu-memory {text!r} is not a size. Fix: write it like 16GB, 24GiB or 80GB.")
+        raise UsageError(f"--gpu-memory {text!r} is not a size. Fix: write it like 16GB, 24GiB or 80GB.")
     return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
 
 
 def run(args) -> int:
-    from lora_course.cli import UserError
-    from lora_course.memory import Setup, estimate
-    from lora_course.models import ModelNotAvailableError, load_config
+    from lora_course.memory import Setup, memory_report
 
     capacity = parse_size(args.gpu_memory) if args.gpu_memory else None
     dtype = args.dtype or ("bfloat16" if capacity else "float32")
     targets = "all-linear" if args.target_modules == "all-linear" else args.target_modules.split(",")
-    try:
-        config = load_config(args.model)
-        setup = Setup(method=args.method, r=args.r, target_modules=targets, frozen_layers=args.frozen_layers,
-                      param_dtype=dtype, optimizer=args.optimizer,
-                      mixed_precision=args.mixed_precision or (capacity is not None and dtype != "float32"),
-                      micro_batch_size=args.micro_batch_size, sequence_length=args.sequence_length,
-                      gradient_checkpointing=args.gradient_checkpointing,
-                      attn_implementation=args.attn_implementation)
-        breakdown = estimate(config, setup)
-    except (ValueError, ModelNotAvailableError) as e:
-        raise UserError(str(e)) from e
-    report = {"model": args.model, "setup": vars(setup), "breakdown": breakdown.to_dict()}
-    if capacity:
-        report["gpu_memory_bytes"] = capacity
-        report["fits"] = breakdown.total <= capacity
-        report["largest_that_fit"] = {m: largest_that_fit(config, setup, m, capacity)
-                                      for m in ("full", "lora", "qlora")}
+    setup = Setup(method=args.method, r=args.r, target_modules=targets, frozen_layers=args.frozen_layers,
+                  param_dtype=dtype, optimizer=args.optimizer,
+                  mixed_precision=args.mixed_precision or (capacity is not None and dtype != "float32"),
+                  micro_batch_size=args.micro_batch_size, sequence_length=args.sequence_length,
+                  gradient_checkpointing=args.gradient_checkpointing, attn_implementation=args.attn_implementation)
+    report = memory_report(args.model, setup, capacity)
     if args.json:
-        print(json.dumps(report, indent=2, default=str))
+        print(json.dumps(report.to_dict(), indent=2, default=str))
         return 0
     print(f"{args.model}, {setup.method}, micro-batch {setup.micro_batch_size} x {setup.sequence_length} tokens, "
           f"{dtype}{', checkpointing' if setup.gradient_checkpointing else ''}, {setup.optimizer}")
-    print(breakdown.table())
-    for note in breakdown.notes:
+    print(report.breakdown.table())
+    for note in report.breakdown.notes:
         print(f"note: {note}")
     if capacity:
-        verdict = "fits" if report["fits"] else "does NOT fit"
-        print(f"\n{verdict} in {capacity / 2**30:.1f} GiB")
-        for method, best in report["largest_that_fit"].items():
+        print(f"\n{'fits' if report.fits else 'does NOT fit'} in {capacity / 2**30:.1f} GiB")
+        for method, best in report.largest_that_fit.items():
             print(f"  {method:<6} largest micro-batch at {setup.sequence_length} tokens: {best['micro_batch_size']}; "
                   f"longest sequence at micro-batch {setup.micro_batch_size}: {best['sequence_length']}")
     return 0
-
-
-def _largest(fits, upper: int) -> int:
-    """The largest n in 1..upper with fits(n), assuming fits is monotone (0 when even 1 fails)."""
-    if not fits(1):
-        return 0
-    lo, hi = 1, 2
-    while hi <= upper and fits(hi):
-        lo, hi = hi, hi * 2
-    hi = min(hi, upper + 1)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
-    return lo
-
-
-def largest_that_fit(config, setup, method: str, capacity: int) -> dict:
-    import dataclasses
-
-    from lora_course.memory import estimate
-
-    base = dataclasses.replace(setup, method=method, frozen_layers=0)
-    max_len = getattr(config, "max_position_embeddings", 131072)
-    return {
-        "micro_batch_size": _largest(lambda b: estimate(config, dataclasses.replace(base, micro_batch_size=b)).total
-                                     <= capacity, 4096),
-        "sequence_length": _largest(lambda t: estimate(config, dataclasses.replace(base, sequence_length=t)).total
-                                    <= capacity, max_len),
-    }

@@ -22,15 +22,9 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from lora_course.adapters import merge_to_directory
-    from lora_course.cli import UserError
-    from lora_course.lora import AdapterFormatError
-    from lora_course.models import ModelNotAvailableError
 
     quantization = None if args.quantization == "none" else args.quantization
-    try:
-        report = merge_to_directory(args.base, args.adapter, args.out, quantization=quantization,
-                                    requantize=args.requantize, allow_mismatch=args.allow_base_mismatch)
-    except (AdapterFormatError, ModelNotAvailableError, FileExistsError) as e:
-        raise UserError(str(e)) from e
+    report = merge_to_directory(args.base, args.adapter, args.out, quantization=quantization,
+                                requantize=args.requantize, allow_mismatch=args.allow_base_mismatch)
     print(json.dumps(report.to_dict(), indent=2))
     return 0

@@ -6,37 +6,36 @@ import json
 
 
 def register(sub) -> None:
+    from lora_course.lora import ATTENTION
+    from lora_course.lora.counting import METHODS
+    from lora_course.models.dtypes import DTYPE_BYTES
+
     p = sub.add_parser("params", help="count total and trainable parameters (no weights are loaded)",
                        description="Count parameters for full fine-tuning, LoRA or QLoRA from the model's config alone.")
     p.add_argument("model", help="hub name, local model folder, or a config.json")
-    p.add_argument("--method", choices=["full", "lora", "qlora"], default="lora")
+    p.add_argument("--method", choices=METHODS, default="lora")
     p.add_argument("--r", type=int, default=16, help="LoRA rank (default 16)")
     p.add_argument("--alpha", type=float, default=None, help="LoRA alpha (default 2*r)")
-    p.add_argument("--targets", default="q_proj,k_proj,v_proj,o_proj",
+    p.add_argument("--targets", default=",".join(ATTENTION),
                    help="comma-separated module names, or all-linear (default: the attention projections)")
     p.add_argument("--layers", default=None, help="only these layer indices, e.g. 0,1,2 (default: all)")
-    p.add_argument("--saved-dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+    p.add_argument("--saved-dtype", default="float32", choices=list(DTYPE_BYTES),
                    help="dtype of the saved adapter or model, for its size on disk")
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from lora_course.cli import UserError
     from lora_course.lora.counting import parameter_report
     from lora_course.lora.settings import ALL_LINEAR, LoraSettings
-    from lora_course.models import ModelNotAvailableError
 
     settings = None
-    try:
-        if args.method != "full":
-            targets = ALL_LINEAR if args.targets.strip() == ALL_LINEAR else args.targets
-            layers = [int(i) for i in args.layers.split(",")] if args.layers else None
-            settings = LoraSettings(r=args.r, alpha=args.alpha if args.alpha is not None else 2 * args.r,
-                                    target_modules=targets, layers_to_transform=layers)
-        report = parameter_report(args.model, args.method, settings, saved_dtype=args.saved_dtype)
-    except (ValueError, ModelNotAvailableError) as e:
-        raise UserError(str(e)) from e
+    if args.method != "full":
+        targets = ALL_LINEAR if args.targets.strip() == ALL_LINEAR else args.targets
+        layers = [int(i) for i in args.layers.split(",")] if args.layers else None
+        settings = LoraSettings(r=args.r, alpha=args.alpha if args.alpha is not None else 2 * args.r,
+                                target_modules=targets, layers_to_transform=layers)
+    report = parameter_report(args.model, args.method, settings, saved_dtype=args.saved_dtype)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
         return 0

@@ -5,10 +5,11 @@ from lora_course.config.schema import (
     DatasetSpec,
     TrainingConfig,
     check_against_model,
+    check_config,
     load_config,
     parse_config,
     pitfall_warnings,
 )
 
-__all__ = ["ConfigError", "DatasetSpec", "TrainingConfig", "check_against_model", "load_config", "parse_config",
+__all__ = ["ConfigError", "DatasetSpec", "TrainingConfig", "check_against_model", "check_config", "load_config", "parse_config",
            "pitfall_warnings"]

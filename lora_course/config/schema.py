@@ -9,21 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-ADAPTERS = (None, "lora", "qlora")
+from lora_course.errors import ConfigError
+from lora_course.lora.settings import ADAPTER_METHODS
+
+ADAPTERS = (None, *ADAPTER_METHODS)  # adapter: null is full (or, with freeze_layers, partial) fine-tuning
 DATASET_TYPES = ("chat", "alpaca", "classification")  # classification: text + label fields
-
-
-class ConfigError(ValueError):
-    """A configuration that cannot run; the message lists every problem and how to fix it."""
-
-    def __init__(self, source: str, problems: list[str]):
-        self.problems = problems
-        super().__init__(f"{source}: {len(problems)} problem(s) in the configuration:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
 @dataclasses.dataclass
@@ -65,6 +62,7 @@ class TrainingConfig:
     eval_steps: int | None = None
     save_steps: int | None = None
     early_stopping_patience: int | None = None
+    save_total_limit: int | None = None  # keep the newest N checkpoints (None: all)
     seed: int = 0
     freeze_layers: int = 0  # full fine-tuning with the embeddings and the first N decoder layers frozen
     tokenizer: str | None = None  # default: the base model's own tokenizer
@@ -76,21 +74,54 @@ class TrainingConfig:
     def lora_targets(self):
         return "all-linear" if self.lora_target_linear else self.lora_target_modules
 
+    @property
+    def precision(self) -> str:
+        """The trainer's precision from axolotl's two switches (auto: decided by the device)."""
+        return "fp16" if self.fp16 else {True: "bf16", False: "fp32", "auto": "auto"}[self.bf16]
+
+    @property
+    def method(self) -> str:
+        """full, partial, lora or qlora (lora_course.lora.METHODS)."""
+        return self.adapter or ("partial" if self.freeze_layers else "full")
+
+    def train_config(self, **runtime):
+        """The trainer's settings: every field the two share, by name, plus the ones derived here.
+        ``runtime`` adds what is not a run setting (``progress``) or overrides one."""
+        from lora_course.train import TrainConfig
+
+        shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(TrainConfig) if f.name in _FIELDS}
+        return TrainConfig(**shared, precision=self.precision, **runtime)
+
+    def lora_settings(self):
+        """The adapter's settings, or None for full and partial fine-tuning."""
+        from lora_course.lora import LoraSettings
+
+        if not self.adapter:
+            return None
+        return LoraSettings(r=self.lora_r, alpha=self.lora_alpha, dropout=self.lora_dropout,
+                            target_modules=self.lora_targets, use_rslora=self.use_rslora)
+
 
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainingConfig)}
 _REQUIRED = [name for name, f in _FIELDS.items()
              if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
-_TYPES: dict[str, tuple] = {
-    "base_model": (str,), "output_dir": (str,), "datasets": (list,), "sequence_length": (int,), "micro_batch_size": (int,),
-    "gradient_accumulation_steps": (int,), "num_epochs": (int, float), "max_steps": (int, type(None)),
-    "learning_rate": (int, float), "lr_scheduler": (str,), "warmup_steps": (int,), "weight_decay": (int, float),
-    "max_grad_norm": (int, float, type(None)), "optimizer": (str,), "adapter": (str, type(None)), "lora_r": (int,),
-    "lora_alpha": (int, float), "lora_dropout": (int, float), "lora_target_modules": (list,),
-    "lora_target_linear": (bool,), "use_rslora": (bool,), "gradient_checkpointing": (bool,), "bf16": (bool, str),
-    "fp16": (bool,), "train_on_inputs": (bool,), "val_set_size": (int,), "eval_steps": (int, type(None)),
-    "save_steps": (int, type(None)), "early_stopping_patience": (int, type(None)), "seed": (int,),
-    "freeze_layers": (int,), "tokenizer": (str, type(None)),
-}
+# Other spellings of a key that users bring from other tools (axolotl writes sequence_len).
+ALIASES = {"sequence_len": "sequence_length"}
+
+
+def _accepted_types(annotation) -> tuple:
+    """The isinstance() types a YAML value may have for a field annotated ``annotation``."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return tuple(t for member in typing.get_args(annotation) for t in _accepted_types(member))
+    origin = typing.get_origin(annotation) or annotation
+    if origin is float:
+        return (int, float)  # YAML reads 1e-4 as a float but 1 as an int; both are numbers
+    return (origin,)
+
+
+# Derived from the dataclass, so that a new field is type-checked without anyone remembering to.
+_TYPES: dict[str, tuple] = {name: _accepted_types(hint)
+                            for name, hint in typing.get_type_hints(TrainingConfig).items()}
 
 
 def load_config(path: str | Path, overrides: dict | None = None) -> TrainingConfig:
@@ -112,8 +143,13 @@ def parse_config(raw: Any, source: str = "config", overrides: dict | None = None
     if not isinstance(raw, dict):
         raise ConfigError(source, ["the file must be a mapping of keys to values (key: value), not "
                                    f"{type(raw).__name__}."])
-    raw = {**raw, **(overrides or {})}
     problems = []
+    for alias, key in ALIASES.items():
+        if alias in raw and key in raw:
+            problems.append(f"both '{alias}' and '{key}' are set (the same setting). Fix: keep one.")
+        elif alias in raw:
+            raw = {(key if k == alias else k): v for k, v in raw.items()}
+    raw = {**raw, **(overrides or {})}
     for key in raw:
         if key not in _FIELDS:
             close = difflib.get_close_matches(str(key), _FIELDS, n=1)
@@ -184,6 +220,8 @@ def _value_problems(c: TrainingConfig) -> list[str]:
     if c.freeze_layers and c.adapter:
         p.append("freeze_layers is partial fine-tuning, which trains base weights; it does not combine with an "
                  "adapter. Fix: set adapter: null, or remove freeze_layers.")
+    if c.save_total_limit is not None and c.save_total_limit < 1:
+        p.append(f"save_total_limit must be at least 1 (or null to keep every checkpoint), got {c.save_total_limit}.")
     if c.eval_steps and c.val_set_size <= 0:
         p.append("eval_steps is set but val_set_size is 0, so there is nothing to evaluate. Fix: set val_set_size.")
     return p
@@ -207,6 +245,13 @@ def check_against_model(config: TrainingConfig) -> list[str]:
     except ValueError as e:
         return [f"lora_target_modules: {e}"]
     return []
+
+
+def check_config(config: TrainingConfig, source: str = "config") -> None:
+    """Raise ``ConfigError`` with what ``check_against_model`` finds (nothing loads but the model's config)."""
+    problems = check_against_model(config)
+    if problems:
+        raise ConfigError(source, problems)
 
 
 def pitfall_warnings(config: TrainingConfig, n_examples: int | None = None, p95_length: int | None = None,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from lora_course.data.chat import IGNORE_INDEX, Example
+from lora_course.errors import DataError
 
 
 def _as_lists(example) -> tuple[list[int], list[int]]:
@@ -32,7 +33,7 @@ class Collator:
 
     def __init__(self, pad_token_id: int, pad_to_multiple_of: int | None = None):
         if pad_token_id is None:
-            raise ValueError("pad_token_id is None. Fix: pass tokenizer.pad_token_id (or tokenizer.eos_token_id).")
+            raise DataError("pad_token_id is None. Fix: pass tokenizer.pad_token_id (or tokenizer.eos_token_id).")
         self.pad_token_id = pad_token_id
         self.pad_to_multiple_of = pad_to_multiple_of
 
@@ -62,7 +63,7 @@ def pack(examples, sequence_length: int) -> list[dict]:
     for example in examples:
         ids, labs = _as_lists(example)
         if len(ids) > sequence_length:
-            raise ValueError(f"An example has {len(ids)} tokens, more than sequence_length={sequence_length}. "
+            raise DataError(f"An example has {len(ids)} tokens, more than sequence_length={sequence_length}. "
                              "Fix: tokenize with max_length=sequence_length first.")
         if current["input_ids"] and len(current["input_ids"]) + len(ids) > sequence_length:
             rows.append(current)

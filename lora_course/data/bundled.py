@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from lora_course.errors import DataError
 
 BUNDLED = Path(__file__).resolve().parent / "bundled"
 NAMES = ("instructions", "sentiment")
@@ -13,7 +14,7 @@ SPLITS = ("train", "test")
 def load_bundled(name: str, split: str = "train", limit: int | None = None) -> list[dict]:
     """Records of a bundled set: instructions -> {"messages", "answer", "task"}; sentiment -> {"text", "label"}."""
     if name not in NAMES or split not in SPLITS:
-        raise ValueError(f"No bundled data set {name!r} split {split!r}. Available: "
+        raise DataError(f"No bundled data set {name!r} split {split!r}. Available: "
                          f"{', '.join(f'{n}/{s}' for n in NAMES for s in SPLITS)}.")
     path = BUNDLED / f"{name}_{split}.jsonl"
     with path.open(encoding="utf-8") as f:

@@ -10,6 +10,7 @@ and the response ends with the end-of-sequence token, so the model learns when t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from lora_course.errors import DataError
 
 IGNORE_INDEX = -100  # the label value PyTorch's cross-entropy skips
 
@@ -30,7 +31,7 @@ class Example:
 
 def _template(tokenizer, messages, **kwargs) -> str:
     if not getattr(tokenizer, "chat_template", None):
-        raise ValueError(
+        raise DataError(
             f"The tokenizer {getattr(tokenizer, 'name_or_path', '')!r} has no chat template, so conversations "
             "cannot be formatted the way the model will see them. Fix: use an instruct model's tokenizer, or set "
             "tokenizer.chat_template before formatting."
@@ -41,11 +42,11 @@ def _template(tokenizer, messages, **kwargs) -> str:
 def split_prompt_response(tokenizer, messages: list[dict]) -> tuple[str, str]:
     """The prompt text (with the generation prompt) and the response text, from the template."""
     if not messages or messages[-1].get("role") != "assistant":
-        raise ValueError("A training conversation must end with an assistant message (the response to learn).")
+        raise DataError("A training conversation must end with an assistant message (the response to learn).")
     prompt = _template(tokenizer, messages[:-1], add_generation_prompt=True)
     full = _template(tokenizer, messages)
     if not full.startswith(prompt):
-        raise ValueError(
+        raise DataError(
             "The chat template renders the conversation so that it does not start with the generation prompt; "
             "the prompt/response split would not match inference."
         )
@@ -66,7 +67,7 @@ def format_chat(tokenizer, messages: list[dict], train_on_inputs: bool = False, 
     response_ids = tokenizer(response_text, add_special_tokens=False)["input_ids"]
     eos = tokenizer.eos_token_id
     if eos is None:
-        raise ValueError("The tokenizer has no eos_token_id: the model could never learn to stop. Fix: set tokenizer.eos_token.")
+        raise DataError("The tokenizer has no eos_token_id: the model could never learn to stop. Fix: set tokenizer.eos_token.")
     if eos in response_ids:
         response_ids = response_ids[: response_ids.index(eos) + 1]
     else:
@@ -92,7 +93,7 @@ def tokenize_dataset(records, tokenizer, sequence_length: int, train_on_inputs: 
     examples = []
     for i, record in enumerate(records):
         if "messages" not in record:
-            raise KeyError(f"Record {i} has no 'messages' field (it has: {', '.join(record)}). "
+            raise DataError(f"Record {i} has no 'messages' field (it has: {', '.join(record)}). "
                            "Fix: convert the data set to chat messages first.")
         examples.append(format_chat(tokenizer, record["messages"], train_on_inputs, max_length=sequence_length))
     return examples, sum(e.truncated for e in examples)

@@ -5,13 +5,14 @@ chapter swaps one for the other by name. Offline, each fails at once with the fi
 from __future__ import annotations
 
 from lora_course.data.bundled import SENTIMENT_LABELS
+from lora_course.errors import DataError
 
 ALPACA = "yahma/alpaca-cleaned"
 IMDB = "imdb"  # stanfordnlp/imdb: 25,000 train and 25,000 test reviews, labels 0 = neg, 1 = pos
 
 
-class HubDataUnavailable(RuntimeError):
-    pass
+class HubDataUnavailable(DataError, RuntimeError):
+    """A hub data set asked for on a machine that cannot reach the hub."""
 
 
 def _load(name: str, split: str):

@@ -4,6 +4,7 @@ far too long spends memory on padding (activation memory grows with the padded l
 from __future__ import annotations
 
 import math
+from lora_course.errors import DataError
 
 
 def _length(example) -> int:
@@ -22,7 +23,7 @@ def _percentile(sorted_values: list[int], q: float) -> int:
 def length_stats(examples) -> dict:
     lengths = sorted(_length(e) for e in examples)
     if not lengths:
-        raise ValueError("No examples: the data set is empty.")
+        raise DataError("No examples: the data set is empty.")
     return {
         "n": len(lengths),
         "mean": sum(lengths) / len(lengths),

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from lora_course.data import SENTIMENT_LABELS, answer_matches, exact_match, load_bundled, review_messages
 from lora_course.evaluate.generation import generate
 from lora_course.evaluate.metrics import classification_report
+from lora_course.errors import SettingsError
 
 
 @dataclass
@@ -59,5 +60,5 @@ TASKS = {"instructions": _instructions, "sentiment": _sentiment}
 
 def evaluate_task(model, tokenizer, task: str, limit: int | None = None, batch_size: int = 16) -> TaskResult:
     if task not in TASKS:
-        raise ValueError(f"Unknown task {task!r}; available: {', '.join(TASKS)}.")
+        raise SettingsError(f"Unknown task {task!r}; available: {', '.join(TASKS)}.")
     return TASKS[task](model, tokenizer, limit, batch_size)

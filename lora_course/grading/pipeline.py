@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
+from lora_course.errors import GradingSetupError, SubmissionError
 from lora_course.grading import feedback, repair
 from lora_course.grading.course import assignments, make_course, repo_root
 from lora_course.grading.submissions import Submission, read_submissions
@@ -154,20 +155,18 @@ def _summarise_result(res: dict, source_nb: dict) -> dict:
 
 def grade(assignment: str, submissions: str | Path, out_dir: str | Path, *, jobs: int = 2,
           limits: Limits | None = None, progress=None) -> dict:
-    from lora_course.cli import UserError
-
     limits = limits or Limits()
     root = repo_root()
     known = assignments(root)
     if assignment not in known:
-        raise UserError(f"unknown assignment {assignment!r}. Fix: use one of {', '.join(known)}")
+        raise GradingSetupError(f"unknown assignment {assignment!r}. Fix: use one of {', '.join(known)}")
     out = Path(out_dir)
     sub_path = Path(submissions).resolve()
     if out.resolve() == sub_path or sub_path in out.resolve().parents:
-        raise UserError("the output folder is inside the submissions. Fix: write the grades somewhere else (--out)")
+        raise GradingSetupError("the output folder is inside the submissions. Fix: write the grades somewhere else (--out)")
     subs = read_submissions(sub_path)
     if not subs:
-        raise UserError(f"no submissions found in {submissions}. Fix: pass the folder or zip the class handed in")
+        raise SubmissionError(f"no submissions found in {submissions}. Fix: pass the folder or zip the class handed in")
     progress = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
     t0 = time.perf_counter()
     private = Path(tempfile.mkdtemp(prefix="lcg-"))  # mode 700: course, gradebook, jobs

@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 
 import nbformat
 
+from lora_course import errors
+
 STUB_MARKERS = ("raise NotImplementedError()", "YOUR ANSWER HERE")
 DEF_RE = re.compile(r"^\s*(?:async\s+)?(?:def|class)\s+([A-Za-z_]\w*)", re.M)
 
 
-class SubmissionError(ValueError):
+class SubmissionError(errors.SubmissionError):
     """A submission that cannot be graded: the message is the one line the instructor's report shows."""
 
 

@@ -18,12 +18,14 @@ import json
 import re
 from pathlib import Path
 
+from lora_course.errors import GradingSetupError
+
 HEADER = re.compile(r"^# %% (markdown|setup|code|answer|test|written)((?: \w+=\S+)*)\s*$")
 KINDS_WITH_ID = {"setup", "code", "answer", "test", "written"}
 
 
-class SourceFormatError(ValueError):
-    pass
+class SourceFormatError(GradingSetupError):
+    """An exercise source (solutions/*.py) that does not follow the cell format."""
 
 
 def parse_cells(text: str, origin: str = "<source>") -> list[dict]:

@@ -9,6 +9,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lora_course.errors import SubmissionError
+
 IGNORED = re.compile(r"(^|/)(__MACOSX|\.ipynb_checkpoints|\.DS_Store|\._)")
 MAX_FILE = 50 << 20
 
@@ -49,8 +51,6 @@ def _group(entries: dict[str, bytes]) -> list[Submission]:
 
 
 def read_submissions(path: str | Path) -> list[Submission]:
-    from lora_course.cli import UserError
-
     path = Path(path)
     if path.is_dir():
         entries = {}
@@ -68,5 +68,5 @@ def read_submissions(path: str | Path) -> list[Submission]:
                 entries[name] = z.read(info)
         return _group(entries)
     if path.exists():
-        raise UserError(f"{path} is neither a folder nor a zip file. Fix: pass the folder or the .zip of submissions")
-    raise UserError(f"{path} does not exist. Fix: pass the folder or the .zip of the class's submissions")
+        raise SubmissionError(f"{path} is neither a folder nor a zip file. Fix: pass the folder or the .zip of submissions")
+    raise SubmissionError(f"{path} does not exist. Fix: pass the folder or the .zip of the class's submissions")

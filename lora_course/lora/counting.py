@@ -7,11 +7,13 @@ import dataclasses
 import json
 
 from lora_course.lora.inject import inject_lora
+from lora_course.lora.settings import METHODS as ALL_METHODS
 from lora_course.lora.settings import LoraSettings
+from lora_course.models.dtypes import DTYPE_BYTES
 from lora_course.models import count_parameters, load_config, meta_model
+from lora_course.errors import SettingsError
 
-METHODS = ("full", "lora", "qlora")
-_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+METHODS = tuple(m for m in ALL_METHODS if m != "partial")  # what a parameter count needs no layer count for
 _SAFETENSORS_DTYPE = {"float32": "F32", "bfloat16": "BF16", "float16": "F16"}
 
 
@@ -40,9 +42,9 @@ class ParameterReport:
 def parameter_report(model_name: str, method: str = "lora", settings: LoraSettings | None = None,
                      saved_dtype: str = "float32") -> ParameterReport:
     if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
-    if saved_dtype not in _BYTES:
-        raise ValueError(f"saved_dtype must be one of {tuple(_BYTES)}, got {saved_dtype!r}.")
+        raise SettingsError(f"method must be one of {METHODS}, got {method!r}.")
+    if saved_dtype not in DTYPE_BYTES:
+        raise SettingsError(f"saved_dtype must be one of {tuple(DTYPE_BYTES)}, got {saved_dtype!r}.")
     config = load_config(model_name)
     model = meta_model(config)
     targets: list[str] = []
@@ -81,7 +83,7 @@ def _safetensors_size(shapes: dict[str, tuple[int, ...]], dtype: str) -> int:
         n = 1
         for s in shapes[name]:
             n *= s
-        size = n * _BYTES[dtype]
+        size = n * DTYPE_BYTES[dtype]
         header[name] = {"dtype": _SAFETENSORS_DTYPE[dtype], "shape": list(shapes[name]), "data_offsets": [offset, offset + size]}
         offset += size
     header_len = len(json.dumps(header, separators=(",", ":")))

@@ -6,6 +6,8 @@ import re
 
 from torch import nn
 
+from lora_course.errors import TargetModuleError
+
 from lora_course.lora.layer import LoRALinear
 from lora_course.lora.settings import ALL_LINEAR, LoraSettings
 
@@ -48,7 +50,7 @@ def find_targets(model: nn.Module, settings: LoraSettings) -> list[str]:
         missing = [t for t in settings.target_modules if not any(n == t or n.endswith("." + t) for n in candidates)]
         if missing:
             available = sorted({n.split(".")[-1] for n in candidates})
-            raise ValueError(
+            raise TargetModuleError(
                 f"Target module(s) {missing} not found among the model's linear layers. "
                 f"This model has: {', '.join(available)}. Fix: pick from those names, or use 'all-linear'."
             )
@@ -56,7 +58,7 @@ def find_targets(model: nn.Module, settings: LoraSettings) -> list[str]:
         wanted = set(settings.layers_to_transform)
         chosen = [n for n in chosen if (m := _LAYER_INDEX.search("." + n + ".")) and int(m.group(1)) in wanted]
         if not chosen:
-            raise ValueError(f"layers_to_transform={sorted(wanted)} selects no layer of this model.")
+            raise TargetModuleError(f"layers_to_transform={sorted(wanted)} selects no layer of this model.")
     return chosen
 
 

@@ -13,23 +13,22 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lora_course.errors import AdapterFormatError
+
 from lora_course.lora.inject import inject_lora, lora_layers
 from lora_course.lora.settings import LoraSettings
+from lora_course.errors import SettingsError
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
 PEFT_PREFIX = "base_model.model."
 
 
-class AdapterFormatError(ValueError):
-    """An adapter folder that is missing, incomplete, corrupt, or does not fit the model."""
-
-
 def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """The tensors an adapter consists of, under PEFT's key names."""
     settings: LoraSettings | None = getattr(model, "lora_settings", None)
     if settings is None or not lora_layers(model):
-        raise ValueError("This model has no LoRA layers to save: call inject_lora (or load_adapter) first.")
+        raise SettingsError("This model has no LoRA layers to save: call inject_lora (or load_adapter) first.")
     state = {}
     for name, param in model.named_parameters():
         keep = "lora_A" in name or "lora_B" in name

@@ -16,13 +16,14 @@ import math
 
 import torch
 from torch import nn
+from lora_course.errors import MergeError, SettingsError
 
 
 class LoRALinear(nn.Module):
     def __init__(self, base_layer: nn.Linear, r: int, alpha: float, dropout: float = 0.0, use_rslora: bool = False):
         super().__init__()
         if r <= 0:
-            raise ValueError(f"LoRA rank must be positive, got {r}.")
+            raise SettingsError(f"LoRA rank must be positive, got {r}.")
         self.base_layer = base_layer
         self.in_features = base_layer.in_features
         self.out_features = base_layer.out_features
@@ -61,15 +62,25 @@ class LoRALinear(nn.Module):
 
     @torch.no_grad()
     def merge(self) -> None:
-        """Fold ΔW into the base weight: same outputs, no extra matmuls at inference."""
+        """Fold ΔW into the base weight: same outputs, no extra matmuls at inference.
+
+        W + ΔW is computed into a new tensor and checked before it is written (PEFT's ``safe_merge``):
+        an adapter with inf or NaN in it (a diverged run) would otherwise corrupt the base for good."""
         if self.merged:
             return
-        if not self.base_layer.weight.dtype.is_floating_point:
-            raise ValueError(
+        weight = self.base_layer.weight
+        if not weight.dtype.is_floating_point:
+            raise MergeError(
                 "The base layer is quantized (e.g. bitsandbytes 4-bit), so ΔW cannot be added to it in place. "
-                "Merge into the dequantized base instead (see lora_course.adapters)."
+                "Fix: merge into the dequantized base instead (lora_course.adapters.merge_to_directory)."
             )
-        self.base_layer.weight += self.delta_weight().to(self.base_layer.weight.dtype)
+        merged = weight + self.delta_weight().to(weight.dtype)
+        if not torch.isfinite(merged).all():
+            bad = int((~torch.isfinite(merged)).sum())
+            raise MergeError(f"Merging this adapter would put {bad:,} non-finite values (inf/NaN) into the base weight "
+                             f"({self.out_features}x{self.in_features}); the base was left unchanged. Fix: the adapter "
+                             "diverged in training: lower the learning rate, or use an earlier checkpoint.")
+        weight.copy_(merged)
         self.merged = True
 
     @torch.no_grad()

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 
 from torch import nn
 
 from lora_course.lora.inject import lora_layers
 from lora_course.lora.layer import LoRALinear
+from lora_course.errors import SettingsError
 
 
 def _require_lora(model: nn.Module) -> list[tuple[str, LoRALinear]]:
     layers = lora_layers(model)
     if not layers:
-        raise ValueError("This model has no LoRA layers: call inject_lora (or load_adapter) first.")
+        raise SettingsError("This model has no LoRA layers: call inject_lora (or load_adapter) first.")
     return layers
 
 
@@ -44,7 +46,12 @@ def merge_and_unload(model: nn.Module) -> nn.Module:
 def set_adapter_enabled(model: nn.Module, enabled: bool) -> None:
     layers = _require_lora(model)
     if not enabled and any(layer.merged for _, layer in layers):
-        raise ValueError("The adapter is merged into the base weights; call unmerge_lora(model) before disabling it.")
+        raise SettingsError("The adapter is merged into the base weights; call unmerge_lora(model) before disabling it.")
+    trained_biases = [n for n, p in model.named_parameters() if n.endswith(".bias") and "lora_" not in n and p.requires_grad]
+    if not enabled and trained_biases:
+        warnings.warn(f"{len(trained_biases)} bias vectors of the base layers train with the adapter (bias='all' or "
+                      "'lora_only'), and disabling the adapter does not restore them, so the output is not the base "
+                      "model's. Compare against a freshly loaded base instead.", stacklevel=2)
     for _, layer in layers:
         layer.disabled = not enabled
 

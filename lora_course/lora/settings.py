@@ -7,8 +7,21 @@ import dataclasses
 import math
 from typing import Sequence
 
+from lora_course.errors import AdapterFormatError, SettingsError
+
 ALL_LINEAR = "all-linear"
-ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
+ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")  # the Llama family's attention projections
+MLP = ("gate_proj", "up_proj", "down_proj")  # and its MLP's
+LLAMA_PROJECTIONS = ATTENTION + MLP
+# The fine-tuning methods the course compares, by what trains: everything; the top layers; adapters on
+# a frozen base; adapters on a frozen NF4 base.
+METHODS = ("full", "partial", "lora", "qlora")
+ADAPTER_METHODS = ("lora", "qlora")
+
+
+def quantization_for(method: str) -> str | None:
+    """The base model's quantization under ``method``: NF4 for QLoRA, none otherwise."""
+    return "nf4" if method == "qlora" else None
 BIAS_MODES = ("none", "all", "lora_only")
 
 
@@ -24,20 +37,20 @@ class LoraSettings:
 
     def __post_init__(self):
         if not isinstance(self.r, int) or isinstance(self.r, bool) or self.r <= 0:
-            raise ValueError(f"LoRA rank r must be a positive integer, got {self.r!r}.")
+            raise SettingsError(f"LoRA rank r must be a positive integer, got {self.r!r}.")
         if self.alpha <= 0:
-            raise ValueError(f"lora_alpha must be positive, got {self.alpha!r}.")
+            raise SettingsError(f"lora_alpha must be positive, got {self.alpha!r}.")
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"lora_dropout must be in [0, 1), got {self.dropout!r}.")
+            raise SettingsError(f"lora_dropout must be in [0, 1), got {self.dropout!r}.")
         if self.bias not in BIAS_MODES:
-            raise ValueError(f"bias must be one of {BIAS_MODES}, got {self.bias!r}.")
+            raise SettingsError(f"bias must be one of {BIAS_MODES}, got {self.bias!r}.")
         if isinstance(self.target_modules, str) and self.target_modules != ALL_LINEAR:
             # A comma-separated string is a convenience for command lines and YAML.
             self.target_modules = tuple(t.strip() for t in self.target_modules.split(",") if t.strip())
         if not isinstance(self.target_modules, str):
             self.target_modules = tuple(self.target_modules)
             if not self.target_modules:
-                raise ValueError("target_modules is empty: name at least one module, or use 'all-linear'.")
+                raise SettingsError("target_modules is empty: name at least one module, or use 'all-linear'.")
         if self.layers_to_transform is not None:
             self.layers_to_transform = tuple(int(i) for i in self.layers_to_transform)
 
@@ -83,12 +96,12 @@ class LoraSettings:
     @classmethod
     def from_adapter_config(cls, cfg: dict) -> "LoraSettings":
         if cfg.get("peft_type", "LORA") != "LORA":
-            raise ValueError(f"Not a LoRA adapter: peft_type is {cfg.get('peft_type')!r}.")
+            raise AdapterFormatError(f"Not a LoRA adapter: peft_type is {cfg.get('peft_type')!r}.")
         unsupported = {k: cfg[k] for k in ("fan_in_fan_out", "use_dora", "modules_to_save") if cfg.get(k)}
         if cfg.get("rank_pattern") or cfg.get("alpha_pattern"):
             unsupported["rank_pattern/alpha_pattern"] = True
         if unsupported:
-            raise ValueError(
+            raise AdapterFormatError(
                 f"This adapter uses PEFT options the from-scratch route does not implement: {unsupported}. "
                 "Load it with the PEFT route (lora_course.lora.peft_route) instead."
             )

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from lora_course.errors import SettingsError
+from lora_course.lora.settings import ADAPTER_METHODS, ATTENTION, METHODS
+from lora_course.models.dtypes import DTYPE_BYTES
+from lora_course.train.optim import OPTIMIZERS
 
-METHODS = ("full", "partial", "lora", "qlora")
-OPTIMIZERS = ("adamw", "adamw_8bit", "sgd")
-DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+
 COMPONENTS = ("weights", "quant_constants", "gradients", "optimizer_states", "activations", "logits", "overhead")
 
 
@@ -14,7 +16,7 @@ COMPONENTS = ("weights", "quant_constants", "gradients", "optimizer_states", "ac
 class Setup:
     method: str = "lora"
     r: int = 16
-    target_modules: str | list[str] = dataclasses.field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    target_modules: str | list[str] = dataclasses.field(default_factory=lambda: list(ATTENTION))
     frozen_layers: int = 0  # partial: the first N decoder layers (and the embeddings) stay frozen
     param_dtype: str = "float32"  # what the weights are stored in (the 16-bit half of QLoRA's compute too)
     optimizer: str = "adamw"
@@ -26,22 +28,22 @@ class Setup:
 
     def __post_init__(self):
         if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}.")
+            raise SettingsError(f"method must be one of {METHODS}, got {self.method!r}.")
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}.")
+            raise SettingsError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}.")
         if self.param_dtype not in DTYPE_BYTES:
-            raise ValueError(f"param_dtype must be one of {tuple(DTYPE_BYTES)}, got {self.param_dtype!r}.")
+            raise SettingsError(f"param_dtype must be one of {tuple(DTYPE_BYTES)}, got {self.param_dtype!r}.")
         if self.attn_implementation not in ("eager", "sdpa"):
-            raise ValueError(f"attn_implementation must be eager or sdpa, got {self.attn_implementation!r}.")
+            raise SettingsError(f"attn_implementation must be eager or sdpa, got {self.attn_implementation!r}.")
         for name in ("micro_batch_size", "sequence_length"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
-        if self.method in ("lora", "qlora") and self.r < 1:
-            raise ValueError(f"r must be positive, got {self.r}.")
+                raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        if self.method in ADAPTER_METHODS and self.r < 1:
+            raise SettingsError(f"r must be positive, got {self.r}.")
 
     @property
     def adapter(self) -> bool:
-        return self.method in ("lora", "qlora")
+        return self.method in ADAPTER_METHODS
 
 
 @dataclasses.dataclass

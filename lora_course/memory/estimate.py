@@ -48,7 +48,9 @@ from __future__ import annotations
 
 import math
 
-from lora_course.memory.breakdown import DTYPE_BYTES, Breakdown, Setup
+from lora_course.memory.breakdown import Breakdown, Setup
+from lora_course.models.dtypes import DTYPE_BYTES
+from lora_course.errors import SettingsError
 
 GIB = 2**30
 _LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -71,7 +73,7 @@ def _targets(setup: Setup) -> set[str]:
         return set(_LINEARS)
     unknown = set(setup.target_modules) - set(_LINEARS)
     if unknown:
-        raise ValueError(f"target modules {sorted(unknown)} are not linear layers of a Llama-style block "
+        raise SettingsError(f"target modules {sorted(unknown)} are not linear layers of a Llama-style block "
                          f"({', '.join(_LINEARS)}).")
     return set(setup.target_modules)
 
@@ -100,7 +102,7 @@ def estimate(model_or_config, setup: Setup) -> Breakdown:
     act = 2 if setup.mixed_precision else 4  # activations under autocast are 16-bit
     frozen = setup.frozen_layers if setup.method == "partial" else 0
     if frozen >= L:
-        raise ValueError(f"frozen_layers must be below the model's {L} layers.")
+        raise SettingsError(f"frozen_layers must be below the model's {L} layers.")
     notes = []
 
     # ---- parameters: (count, trainable) per group
@@ -252,6 +254,7 @@ def nf4_bytes(n_weights: int, tensors: int = 0, double_quant: bool = True) -> tu
 
 
 def _optimizer_bytes(name: str, sizes: list[int], param_bytes: int) -> int:
+    name = name.removeprefix("paged_")  # paging moves the same states to the CPU only under memory pressure
     if name == "sgd":
         return 0
     if name == "adamw":

@@ -93,33 +93,3 @@ def measure_step(model, examples, collator, micro_batch_size: int, gradient_chec
                      optimizer_states=result.optimizer_state_bytes, activations=saved.activations,
                      logits=saved.logits, overhead=0,
                      cuda_peak=result.peak_memory_bytes if next(model.parameters()).is_cuda else None)
-
-
-def prepared_model(model_name: str, setup):
-    """The model as ``setup`` trains it: loaded (NF4 for QLoRA), then LoRA or partial freezing."""
-    from lora_course.lora import LoraSettings, inject_lora
-    from lora_course.models import load_model
-    from lora_course.train import freeze_first_layers
-
-    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[setup.param_dtype]
-    model, tokenizer = load_model(model_name, dtype=dtype, quantization="nf4" if setup.method == "qlora" else None,
-                                  attn_implementation=setup.attn_implementation)
-    if setup.adapter:
-        inject_lora(model, LoraSettings(r=setup.r, alpha=2 * setup.r, target_modules=setup.target_modules))
-    elif setup.method == "partial":
-        freeze_first_layers(model, setup.frozen_layers)
-    return model, tokenizer
-
-
-def measure(model_name: str, setup, seed: int = 0) -> Breakdown:
-    """Load, prepare and measure one step on full-length random sequences (every token a target)."""
-    from lora_course.data import Collator
-
-    model, tokenizer = prepared_model(model_name, setup)
-    generator = torch.Generator().manual_seed(seed)
-    ids = torch.randint(3, model.config.vocab_size, (setup.micro_batch_size, setup.sequence_length),
-                        generator=generator).tolist()
-    examples = [{"input_ids": row, "labels": row} for row in ids]
-    return measure_step(model, examples, Collator(tokenizer.pad_token_id), setup.micro_batch_size,
-                        setup.gradient_checkpointing, setup.optimizer,
-                        "bf16" if setup.mixed_precision else "fp32")

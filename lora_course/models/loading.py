@@ -14,26 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from lora_course.models import offline
-from lora_course.models.errors import ModelNotAvailableError
+from lora_course.errors import ModelNotAvailableError
+from lora_course.models.dtypes import torch_dtype
+from lora_course.models.hardware import qlora_compute_dtype
 from lora_course.models.hub import hub_reachable
 from lora_course.models.tiny import TINY, ensure_tiny_on_disk
+from lora_course.errors import SettingsError
 
 QUANTIZATIONS = ("nf4", "fp4", "8bit")
 KNOWN_CONFIGS = Path(__file__).resolve().parent.parent / "assets" / "configs"
-
-
-def _torch_dtype(dtype):
-    import torch
-
-    if dtype is None:
-        return torch.float32
-    if isinstance(dtype, torch.dtype) or dtype == "auto":
-        return dtype
-    aliases = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}
-    name = aliases.get(str(dtype), str(dtype))
-    if not hasattr(torch, name) or not isinstance(getattr(torch, name), torch.dtype):
-        raise ValueError(f"Unknown dtype {dtype!r}; use float32, bfloat16 or float16 (or 'auto').")
-    return getattr(torch, name)
 
 
 def default_device() -> str:
@@ -48,17 +37,16 @@ def bnb_config(quantization: str, compute_dtype=None):
     from transformers import BitsAndBytesConfig
 
     if quantization not in QUANTIZATIONS:
-        raise ValueError(f"Unknown quantization {quantization!r}; choose one of {', '.join(QUANTIZATIONS)}.")
+        raise SettingsError(f"Unknown quantization {quantization!r}; choose one of {', '.join(QUANTIZATIONS)}.")
     if quantization == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True)
     if compute_dtype is None:
-        cuda_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-        compute_dtype = torch.bfloat16 if cuda_bf16 else torch.float32
+        compute_dtype = qlora_compute_dtype()
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type=quantization,
         bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=_torch_dtype(compute_dtype),
+        bnb_4bit_compute_dtype=torch_dtype(compute_dtype),
     )
 
 
@@ -125,7 +113,7 @@ def load_model(
 
     where, _ = resolve(name_or_path, log=log)
     device = device or default_device()
-    kwargs: dict[str, Any] = dict(dtype=_torch_dtype(dtype), **from_pretrained_kwargs)
+    kwargs: dict[str, Any] = dict(dtype=torch_dtype(dtype), **from_pretrained_kwargs)
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     if quantization:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import random
 import resource
 import time
@@ -22,11 +21,12 @@ from pathlib import Path
 
 import torch
 
-from lora_course.train.loss import summed_token_loss, target_tokens
+from lora_course.errors import DataError, SettingsError
+from lora_course.models.hardware import PRECISIONS, autocast, resolve_precision
+from lora_course.train.checkpoint import (append_metrics, load_checkpoint, run_signature, save_checkpoint,
+                                          truncate_metrics)
+from lora_course.train.loss import evaluate_loss, summed_token_loss, target_tokens
 from lora_course.train.optim import make_optimizer, make_scheduler
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-CHECKPOINT = "checkpoint.pt"
 
 
 @dataclasses.dataclass
@@ -42,10 +42,11 @@ class TrainConfig:
     warmup_steps: int = 0
     max_grad_norm: float | None = 1.0
     gradient_checkpointing: bool = False
-    precision: str = "auto"  # auto: bf16 on a CUDA card that has it, else fp32
+    precision: str = "auto"  # auto: bf16 on cards with native bf16, fp16 on older CUDA cards, fp32 on CPU
     eval_steps: int | None = None
     early_stopping_patience: int | None = None  # evaluations without a better eval loss
     save_steps: int | None = None
+    save_total_limit: int | None = None  # keep the newest N checkpoints (None: all)
     output_dir: str | None = None
     seed: int = 0
     shuffle: bool = True  # False: batches in the order given (to compare trainers batch for batch)
@@ -54,9 +55,12 @@ class TrainConfig:
     def __post_init__(self):
         for name in ("micro_batch_size", "gradient_accumulation_steps"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
+                raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)}.")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}.")
+            raise SettingsError(f"precision must be one of {PRECISIONS}, got {self.precision!r}.")
+        if self.save_total_limit is not None and self.save_total_limit < 1:
+            raise SettingsError(f"save_total_limit must be at least 1 (or None to keep every checkpoint), "
+                                f"got {self.save_total_limit}.")
 
 
 @dataclasses.dataclass
@@ -72,31 +76,47 @@ class TrainResult:
     stopped_early: bool = False
     interrupted: bool = False
     optimizer_state_bytes: int = 0  # what the optimizer holds per trainable parameter, in bytes, at the end
+    precision: str = "fp32"  # what "auto" (or the setting) came to on this device
+    main_process: bool = True  # False on every rank but 0 of a distributed run: only the main process writes
 
     @property
     def tokens_per_s(self) -> float:
         return self.input_tokens / self.wall_time_s if self.wall_time_s else 0.0
 
 
-def train(model, train_data, collator, config: TrainConfig, eval_data=None, resume: bool = False, log=print) -> TrainResult:
-    """Train ``model`` on ``train_data`` (a list of examples ``collator`` turns into batches)."""
+def train(model, train_data, collator, config: TrainConfig, eval_data=None, resume: bool = False, log=print,
+          run_config: dict | None = None, allow_changes=()) -> TrainResult:
+    """Train ``model`` on ``train_data`` (a list of examples ``collator`` turns into batches).
+
+    ``run_config``: the caller's whole configuration, stored in each checkpoint so that a resume with
+    another one is refused; ``allow_changes``: keys that may differ on resume (e.g. ``["max_steps"]``)."""
     device = next(p.device for p in model.parameters())
-    precision = _resolve_precision(config.precision, device)
+    choice = resolve_precision(config.precision, device)
+    precision = choice.precision
     rank, world = _join_process_group()
     log = log if (rank == 0 and log) else (lambda *args, **kwargs: None)
+    if config.precision == "auto" and device.type == "cuda":
+        log(f"precision: {choice.reason}")
     batches = _BatchOrder(len(train_data), config.micro_batch_size, config.seed, config.shuffle)
     window_size = config.gradient_accumulation_steps * world  # micro-batches per optimizer step, all ranks
     total_steps = config.max_steps or max(1, int(config.num_epochs * batches.per_epoch / window_size))
     optimizer = make_optimizer(model.parameters(), config.optimizer, config.learning_rate, config.weight_decay)
     scheduler = make_scheduler(optimizer, config.lr_scheduler, config.warmup_steps, total_steps)
-    scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
+    scaler = torch.amp.GradScaler(device.type, enabled=choice.needs_grad_scaler)
     out = Path(config.output_dir) if config.output_dir else None
     writes = out if rank == 0 else None  # one process writes logs and checkpoints
+    signature = run_signature(config, train_data, model, run_config) if (out and (resume or config.save_steps or
+                                                                              writes)) else None
     state = {"step": 0, "micro_batches_seen": 0, "history": [], "best_eval": None, "evals_without_gain": 0}
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     if resume:
-        _load_checkpoint(out, model, optimizer, scheduler, state, log)
+        load_checkpoint(out, model, optimizer, scheduler, state, signature, allow_changes, log)
+        if writes:
+            truncate_metrics(writes, state["step"])  # steps logged after the checkpoint are trained again
+
+    def checkpoint():
+        save_checkpoint(out, model, optimizer, scheduler, state, signature, config.save_total_limit)
 
     restore = _enter_training_mode(model, config.gradient_checkpointing)
     forward_model = _wrap_ddp(model, device) if world > 1 else model
@@ -113,12 +133,16 @@ def train(model, train_data, collator, config: TrainConfig, eval_data=None, resu
             window = [{k: v.to(device) for k, v in b.items()} for b in window]
             window_tokens = _global_sum(sum(target_tokens(b["labels"]) for b in window), device)
             step_start, window_loss = time.perf_counter(), 0.0
-            for batch in window:
-                with _autocast(precision, device):
-                    # DDP averages gradients over ranks; times world makes that average a sum
-                    loss = summed_token_loss(forward_model, batch) / window_tokens * world
-                scaler.scale(loss).backward()
+            for i, batch in enumerate(window):
+                # DDP all-reduces gradients in backward; once per window is enough, on its last micro-batch
+                last = i == len(window) - 1
+                with (forward_model.no_sync() if world > 1 and not last else contextlib.nullcontext()):
+                    with autocast(precision, device):
+                        # DDP averages gradients over ranks; times world makes that average a sum
+                        loss = summed_token_loss(forward_model, batch) / window_tokens * world
+                    scaler.scale(loss).backward()
                 window_loss += loss.item() / world
+            window_loss = _global_sum(window_loss, device)  # this rank's share -> the whole window's loss
             if config.max_grad_norm:
                 scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], config.max_grad_norm)
@@ -139,19 +163,19 @@ def train(model, train_data, collator, config: TrainConfig, eval_data=None, resu
                 record["eval_loss"] = evaluate_loss(model, eval_data, collator, config.micro_batch_size, precision)
                 stopped_early = _early_stop(state, record["eval_loss"], config.early_stopping_patience)
             state["history"].append(record)
-            _log_jsonl(writes, record)
+            append_metrics(writes, record)
             progress.update(1)
             progress.set_postfix(loss=f"{window_loss:.3f}", **({"eval": f"{record['eval_loss']:.3f}"} if "eval_loss" in record else {}))
             if writes and config.save_steps and state["step"] % config.save_steps == 0:
-                _save_checkpoint(out, model, optimizer, scheduler, state)
+                checkpoint()
             if stopped_early:
                 log(f"early stopping at step {state['step']}: no better eval loss in {config.early_stopping_patience} evaluations")
                 break
     except KeyboardInterrupt:
         interrupted = True
         if writes:
-            _save_checkpoint(out, model, optimizer, scheduler, state)
-            log(f"interrupted at step {state['step']}; checkpoint saved in {out / CHECKPOINT} (resume to continue)")
+            checkpoint()
+            log(f"interrupted at step {state['step']}; checkpoint saved in {out} (resume to continue)")
         else:
             raise
     finally:
@@ -166,27 +190,12 @@ def train(model, train_data, collator, config: TrainConfig, eval_data=None, resu
         input_tokens=input_tokens, peak_memory_bytes=peak_memory(device),
         final_train_loss=history[-1]["loss"] if history else None, final_eval_loss=final_eval,
         stopped_early=stopped_early, interrupted=interrupted, optimizer_state_bytes=_state_bytes(optimizer),
+        precision=precision, main_process=rank == 0,
     )
 
 
 def _state_bytes(optimizer) -> int:
     return sum(t.nbytes for state in optimizer.state.values() for t in state.values() if torch.is_tensor(t))
-
-
-@torch.no_grad()
-def evaluate_loss(model, data, collator, batch_size: int = 8, precision: str = "fp32") -> float:
-    """Mean loss per target token over the whole set (not a mean of batch means)."""
-    was_training = model.training
-    model.eval()
-    device = next(p.device for p in model.parameters())
-    total, tokens = 0.0, 0
-    for start in range(0, len(data), batch_size):
-        batch = {k: v.to(device) for k, v in collator(data[start:start + batch_size]).items()}
-        with _autocast(precision, device):
-            total += summed_token_loss(model, batch).item()
-        tokens += target_tokens(batch["labels"])
-    model.train(was_training)
-    return total / max(tokens, 1)
 
 
 class _BatchOrder:
@@ -195,7 +204,8 @@ class _BatchOrder:
 
     def __init__(self, n_examples: int, batch_size: int, seed: int, shuffle: bool = True):
         if n_examples == 0:
-            raise ValueError("The training set is empty.")
+            raise DataError("The training set is empty. Fix: check the data set's path and split, and that "
+                            "its examples are not all longer than sequence_length.")
         self.n, self.batch_size, self.seed, self.shuffle = n_examples, batch_size, seed, shuffle
         self.per_epoch = max(1, n_examples // batch_size)  # the ragged last batch is dropped
         self._epoch, self._perm = -1, None
@@ -209,20 +219,6 @@ class _BatchOrder:
             self._perm, self._epoch = torch.randperm(self.n, generator=generator).tolist(), epoch
         start = within * self.batch_size
         return self._perm[start:start + self.batch_size]
-
-
-def _resolve_precision(precision: str, device: torch.device) -> str:
-    if precision == "auto":
-        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
-    if precision == "fp16" and device.type != "cuda":
-        raise ValueError("fp16 mixed precision needs a CUDA device. Fix: use precision fp32 (or bf16) on CPU.")
-    return precision
-
-
-def _autocast(precision: str, device: torch.device):
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
 def _enter_training_mode(model, gradient_checkpointing: bool):
@@ -273,14 +269,15 @@ def _wrap_ddp(model, device):
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
-def _global_sum(value: int, device) -> int:
-    """Target tokens of the window over all processes: every rank divides by the same count."""
+def _global_sum(value, device):
+    """``value`` summed over all processes (the window's target tokens, so that every rank divides by the
+    same count; the window's loss, so that every rank logs the whole window's, not its share)."""
     dist = torch.distributed
     if not (dist.is_available() and dist.is_initialized()):
         return value
-    t = torch.tensor([value], device=device)
+    t = torch.tensor([value], device=device, dtype=torch.float64 if isinstance(value, float) else torch.int64)
     dist.all_reduce(t)
-    return int(t.item())
+    return type(value)(t.item())
 
 
 def peak_memory(device) -> int:
@@ -307,50 +304,3 @@ def _progress(total: int, initial: int, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, desc="training", unit="step", disable=not enabled)
-
-
-def _log_jsonl(out: Path | None, record: dict) -> None:
-    if out is None:
-        return
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "metrics.jsonl", "a") as f:
-        f.write(json.dumps(record) + "\n")
-
-
-def _trainable_state(model) -> dict:
-    return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
-
-
-def _save_checkpoint(out: Path, model, optimizer, scheduler, state) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "trainable": _trainable_state(model), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-        "state": state, "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
-                                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
-    }
-    tmp = out / (CHECKPOINT + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(out / CHECKPOINT)  # a crash while saving leaves the previous checkpoint intact
-
-
-def _load_checkpoint(out: Path | None, model, optimizer, scheduler, state, log) -> None:
-    path = (out / CHECKPOINT) if out else None
-    if path is None or not path.is_file():
-        raise FileNotFoundError(f"Nothing to resume: no {CHECKPOINT} in {out}. Fix: start without --resume.")
-    payload = torch.load(path, map_location="cpu", weights_only=False)
-    params = dict(model.named_parameters())
-    missing = set(payload["trainable"]) - set(params)
-    if missing:
-        raise ValueError(f"The checkpoint in {out} belongs to another model setup ({len(missing)} tensors have no "
-                         "place here). Fix: resume with the configuration it was trained with.")
-    with torch.no_grad():
-        for name, value in payload["trainable"].items():
-            params[name].copy_(value)
-    optimizer.load_state_dict(payload["optimizer"])
-    scheduler.load_state_dict(payload["scheduler"])
-    state.update(payload["state"])
-    torch.set_rng_state(payload["rng"]["torch"])
-    random.setstate(payload["rng"]["python"])
-    if payload["rng"]["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(payload["rng"]["cuda"])
-    log(f"resumed from {path} at step {state['step']}")

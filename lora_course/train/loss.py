@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from lora_course.data import IGNORE_INDEX
+from lora_course.models.hardware import autocast
 
 
 def target_tokens(labels: torch.Tensor) -> int:
@@ -46,6 +47,23 @@ def summed_token_loss(model, batch: dict) -> torch.Tensor:
     shifted = F.pad(targets, (0, 1), value=IGNORE_INDEX)  # shift the labels, not the logits: no copy of those
     return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), shifted.reshape(-1),
                            ignore_index=IGNORE_INDEX, reduction="sum")
+
+
+@torch.no_grad()
+def evaluate_loss(model, data, collator, batch_size: int = 8, precision: str = "fp32") -> float:
+    """Mean loss per target token over the whole set: every token counts once, however the set is
+    batched (a mean of batch means would weight the tokens of short batches more)."""
+    was_training = model.training
+    model.eval()
+    device = next(p.device for p in model.parameters())
+    total, tokens = 0.0, 0
+    for start in range(0, len(data), batch_size):
+        batch = {k: v.to(device) for k, v in collator(data[start:start + batch_size]).items()}
+        with autocast(precision, device):
+            total += summed_token_loss(model, batch).item()
+        tokens += target_tokens(batch["labels"])
+    model.train(was_training)
+    return total / max(tokens, 1)
 
 
 class _KeepPositions:

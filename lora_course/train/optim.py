@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+from lora_course.errors import SettingsError
 
 OPTIMIZERS = ("adamw", "adamw_8bit", "paged_adamw", "paged_adamw_8bit", "sgd")
 SCHEDULERS = ("cosine", "linear", "constant")
@@ -13,7 +14,7 @@ SCHEDULERS = ("cosine", "linear", "constant")
 def make_optimizer(params, name: str, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
     params = [p for p in params if p.requires_grad]
     if not params:
-        raise ValueError("No trainable parameters: everything is frozen. Fix: inject LoRA, or choose method 'full'.")
+        raise SettingsError("No trainable parameters: everything is frozen. Fix: inject LoRA, or choose method 'full'.")
     if name == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     if name == "sgd":
@@ -22,17 +23,17 @@ def make_optimizer(params, name: str, lr: float, weight_decay: float = 0.0) -> t
         try:
             import bitsandbytes as bnb
         except ImportError as e:
-            raise ValueError(f"optimizer {name!r} needs bitsandbytes. Fix: pip install bitsandbytes, or use 'adamw'.") from e
+            raise SettingsError(f"optimizer {name!r} needs bitsandbytes. Fix: pip install bitsandbytes, or use 'adamw'.") from e
         cls = {"adamw_8bit": bnb.optim.AdamW8bit, "paged_adamw": bnb.optim.PagedAdamW,
                "paged_adamw_8bit": bnb.optim.PagedAdamW8bit}[name]
         return cls(params, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"Unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}.")
+    raise SettingsError(f"Unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}.")
 
 
 def make_scheduler(optimizer, name: str, warmup_steps: int, total_steps: int):
     """Linear warmup to the peak rate, then cosine or linear decay to zero (or constant)."""
     if name not in SCHEDULERS:
-        raise ValueError(f"Unknown lr_scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}.")
+        raise SettingsError(f"Unknown lr_scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}.")
 
     def factor(step: int) -> float:
         if step < warmup_steps:

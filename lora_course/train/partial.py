@@ -9,13 +9,14 @@ states of the frozen part, and the backward pass stops at the first trainable la
 from __future__ import annotations
 
 from torch import nn
+from lora_course.errors import SettingsError
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
     base = getattr(model, "model", model)  # *ForCausalLM / *ForSequenceClassification wrap the decoder
     layers = getattr(base, "layers", None)
     if not isinstance(layers, nn.ModuleList):
-        raise ValueError(f"{type(model).__name__} has no .model.layers list of decoder layers to freeze.")
+        raise SettingsError(f"{type(model).__name__} has no .model.layers list of decoder layers to freeze.")
     return layers
 
 
@@ -23,7 +24,7 @@ def freeze_first_layers(model: nn.Module, n: int) -> list[str]:
     """Freeze the input embeddings and decoder layers 0..n-1; return the names left trainable."""
     layers = decoder_layers(model)
     if not 0 <= n < len(layers):
-        raise ValueError(f"n must be between 0 and {len(layers) - 1} (the model has {len(layers)} layers), got {n}.")
+        raise SettingsError(f"n must be between 0 and {len(layers) - 1} (the model has {len(layers)} layers), got {n}.")
     model.requires_grad_(True)
     model.get_input_embeddings().requires_grad_(False)
     for layer in layers[:n]:

@@ -1,0 +1,116 @@
+"""Mistakes a user makes at the command line end in one message that names the thing and the fix, exit
+status 2, no traceback, and (for data and resume mistakes) before any model is loaded."""
+
+import json
+import time
+
+import pytest
+
+from lora_course.cli import main
+from lora_course.errors import CourseError
+
+TINY_CONFIG = ("base_model: lora-course/tiny-random-llama\noutput_dir: {out}\ndatasets:\n  - path: {data}\n"
+               "sequence_length: 64\nmicro_batch_size: 2\nmax_steps: 2\nlora_r: 4\nlora_alpha: 8\n")
+
+
+@pytest.fixture
+def no_model_loads(monkeypatch):
+    """Fail the test if anything loads a model: these mistakes must be caught before that."""
+    import lora_course.recipes.prepare as prepare
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded before the mistake was reported")
+
+    monkeypatch.setattr(prepare, "load_model", refuse)
+
+
+def _run(tmp_path, capsys, data, *extra, write=None):
+    if write:
+        (tmp_path / write[0]).write_text(write[1])
+    config = tmp_path / "c.yml"
+    config.write_text(TINY_CONFIG.format(out=tmp_path / "run", data=data))
+    start = time.perf_counter()
+    status = main(["train", str(config), *extra])
+    seconds = time.perf_counter() - start
+    err = capsys.readouterr().err
+    return status, err, seconds
+
+
+def _assert_one_clear_error(status, err, seconds, *words):
+    assert status == 2, err
+    assert "Traceback" not in err and "Fix:" in err
+    for word in words:
+        assert word in err, (word, err)
+    assert seconds < 10
+
+
+@pytest.mark.parametrize("data, write, words", [
+    ("{tmp}/missing.jsonl", None, ["missing.jsonl", "does not exist"]),
+    ("./data/train.jsonl", None, ["./data/train.jsonl", "does not exist"]),  # a relative path, not a hub id
+    ("{tmp}/notes.txt", ("notes.txt", "hello\n"), ["notes.txt", "JSONL"]),
+    ("{tmp}/broken.jsonl", ("broken.jsonl", '{"messages": []}\nthis is not json\n'), ["broken.jsonl line 2", "JSONL"]),
+    ("{tmp}/array.json", ("array.json", "[1, 2, 3]"), ["array.json record 0", "object"]),
+    ("{tmp}/empty.jsonl", ("empty.jsonl", "\n\n"), ["empty.jsonl holds no records"]),
+    ("{tmp}/wrong.jsonl", ("wrong.jsonl", '{"text": "hi"}\n'), ["wrong.jsonl row 0", "messages"]),
+])
+def test_bad_data_is_one_line_before_any_model_loads(tmp_path, capsys, no_model_loads, data, write, words):
+    status, err, seconds = _run(tmp_path, capsys, data.format(tmp=tmp_path), write=write)
+    _assert_one_clear_error(status, err, seconds, *words)
+    assert "on the hub" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_hub_id_offline_says_the_hub_is_unreachable(tmp_path, capsys, no_model_loads):
+    status, err, seconds = _run(tmp_path, capsys, "someone/some-dataset")
+    _assert_one_clear_error(status, err, seconds, "someone/some-dataset", "hub")
+
+
+@pytest.mark.parametrize("leftover", [None, "metrics.jsonl", "summary.json"])
+def test_resume_without_a_checkpoint_is_one_line_before_any_model_loads(tmp_path, capsys, no_model_loads, leftover):
+    if leftover:  # a folder from a run that never saved a checkpoint
+        (tmp_path / "run").mkdir()
+        (tmp_path / "run" / leftover).write_text(json.dumps({"step": 1}) + "\n")
+    status, err, seconds = _run(tmp_path, capsys, "bundled:instructions", "--resume")
+    _assert_one_clear_error(status, err, seconds, "Nothing to resume", str(tmp_path / "run"))
+
+
+def test_an_unparseable_gpu_memory_size_is_one_line(capsys):
+    assert main(["memory", "lora-course/tiny-random-llama", "--gpu-memory", "sixteen gigs"]) == 2
+    err = capsys.readouterr().err
+    assert "sixteen gigs" in err and "Fix:" in err and "Traceback" not in err
+
+
+def test_an_adapter_folder_that_is_not_there_is_one_line(tmp_path, capsys):
+    assert main(["eval", "lora-course/tiny-random-llama", "--adapter", str(tmp_path / "nope"),
+                 "--task", "instructions"]) == 2
+    err = capsys.readouterr().err
+    assert "nope" in err and "does not exist" in err and "Traceback" not in err
+
+
+def test_every_user_error_class_is_a_course_error():
+    """The CLI catches CourseError alone: every kind the package raises for a user's mistake must be one."""
+    import inspect
+
+    from lora_course import errors
+    from lora_course.adapters import BaseModelMismatchError
+    from lora_course.config import ConfigError
+    from lora_course.data import HubDataUnavailable
+    from lora_course.grading.repair import SubmissionError
+    from lora_course.grading.source_format import SourceFormatError
+    from lora_course.lora import AdapterFormatError
+    from lora_course.models import ModelNotAvailableError
+
+    kinds = [c for _, c in inspect.getmembers(errors, inspect.isclass) if issubclass(c, Exception)]
+    kinds += [BaseModelMismatchError, ConfigError, HubDataUnavailable, SubmissionError, SourceFormatError,
+              AdapterFormatError, ModelNotAvailableError]
+    assert all(issubclass(kind, CourseError) for kind in kinds)
+
+
+def test_no_module_of_the_cli_keeps_its_own_list_of_exceptions():
+    from pathlib import Path
+
+    import lora_course.cli
+
+    for path in Path(lora_course.cli.__file__).parent.glob("*.py"):
+        text = path.read_text()
+        assert "except (" not in text and "UserError" not in text, path.name
