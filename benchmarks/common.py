@@ -26,7 +26,9 @@ BF16_PEAK = {"H200": 989e12, "H100 PCIe": 756e12, "H100": 989e12, "A100": 312e12
 
 
 def device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    from lora_course.models.loading import default_device
+
+    return torch.device(default_device())
 
 
 def precision() -> str:

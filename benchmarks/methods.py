@@ -24,7 +24,7 @@ from common import (batches_of, device, instruction_examples, load_base, peak_me
 from harness import Peer, markdown_table, ratio, run_interleaved, timed_cpu  # noqa: E402
 
 from lora_course.data import Collator  # noqa: E402
-from lora_course.lora import LoraSettings, quantization_for  # noqa: E402
+from lora_course.lora import ATTENTION, LoraSettings, quantization_for  # noqa: E402
 from lora_course.memory import COMPONENTS  # noqa: E402
 from lora_course.memory.measure import measure_step  # noqa: E402
 from lora_course.recipes import make_trainable  # noqa: E402
@@ -37,7 +37,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--micro-batch", type=int, default=8)
     parser.add_argument("--sequence-length", type=int, default=128)
     parser.add_argument("--rank", type=int, default=16)
-    parser.add_argument("--targets", default="q_proj,k_proj,v_proj,o_proj", help="LoRA target modules, or all-linear")
+    parser.add_argument("--targets", default=",".join(ATTENTION), help="LoRA target modules, or all-linear")
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--no-memory", action="store_true")
 

@@ -31,6 +31,7 @@ from lora_course import SMOLLM2  # noqa: E402
 from lora_course.data import Collator  # noqa: E402
 from lora_course.lora import LoraSettings, get_peft_lora, inject_lora  # noqa: E402
 from lora_course.models import TINY  # noqa: E402
+from lora_course.models.hardware import autocast  # noqa: E402
 from lora_course.train import TrainConfig, evaluate_loss, target_tokens, train  # noqa: E402
 
 PEERS = ("package", "trl", "hf_trainer", "bare", "package_lora")
@@ -142,18 +143,20 @@ class Runner:
         model.train()
         if c.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        autocast = torch.autocast(device().type, dtype=torch.bfloat16, enabled=c.precision == "bf16")
+        scaler = torch.amp.GradScaler(device().type, enabled=c.precision == "fp16")
         for step in range(c.max_steps):
             window = w.batches[step * c.gradient_accumulation_steps:(step + 1) * c.gradient_accumulation_steps]
             n = sum(target_tokens(b["labels"]) for b in window)
             loss_sum = 0.0
             for batch in window:
-                with autocast:
+                with autocast(c.precision, device()):
                     loss = model(**batch, use_cache=False, num_items_in_batch=n).loss  # summed token loss / n
-                loss.backward()
+                scaler.scale(loss).backward()
                 loss_sum += loss.item()
+            scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm)
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             optimizer.zero_grad(set_to_none=True)
         return loss_sum
 
@@ -169,7 +172,7 @@ def _hf_trainer(model, w: Workload):
         learning_rate=c.learning_rate, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
         max_grad_norm=c.max_grad_norm, optim="adamw_torch", gradient_checkpointing=c.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False} if c.gradient_checkpointing else None,
-        bf16=c.precision == "bf16", use_cpu=device().type == "cpu", seed=c.seed, logging_steps=1,
+        bf16=c.precision == "bf16", fp16=c.precision == "fp16", use_cpu=device().type == "cpu", seed=c.seed, logging_steps=1,
         save_strategy="no", report_to="none", disable_tqdm=True, train_sampling_strategy="sequential")
     data = Dataset.from_list([e.as_dict() for e in w.examples])
     return Trainer(model=model, args=args, train_dataset=data, data_collator=w.collator)

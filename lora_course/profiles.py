@@ -20,8 +20,8 @@ import os
 from typing import Any
 
 from lora_course import SMOLLM2
-from lora_course.models import TINY
 from lora_course.errors import SettingsError
+from lora_course.models import TINY
 
 ENV_VAR = "LORA_COURSE_PROFILE"
 NAMES = ("fast", "cpu", "gpu")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from lora_course import SMOLLM2
 from lora_course.memory import COMPONENTS, Setup, estimate
+from lora_course.memory.fit import WHOLE_MODEL_METHODS
 from lora_course.recipes import measure
 from lora_course.models import TINY
 
@@ -34,7 +35,7 @@ def main(argv=None):
     batches, lengths = ([1], [128]) if args.quick else ([1, 4], [128, 512])
     rows = []
     for key in args.models:
-        for method, ckpt, b, t in itertools.product(["full", "lora", "qlora"], [False, True], batches, lengths):
+        for method, ckpt, b, t in itertools.product(WHOLE_MODEL_METHODS, [False, True], batches, lengths):
             setup = Setup(method=method, r=16, gradient_checkpointing=ckpt, micro_batch_size=b, sequence_length=t)
             start = time.perf_counter()
             est, got = estimate(MODELS[key], setup), measure(MODELS[key], setup)

@@ -6,7 +6,12 @@ from pathlib import Path
 import pytest
 
 from lora_course.cli import main
-from lora_course.config import ConfigError, check_against_model, load_config, parse_config
+from lora_course.config import (
+    ConfigError,
+    check_against_model,
+    load_config,
+    parse_config,
+)
 
 EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.yml"))
 MINIMAL = {"base_model": "lora-course/tiny-random-llama", "output_dir": "out", "datasets": ["bundled:instructions"]}
@@ -145,8 +150,8 @@ def test_hub_loaders_fail_offline_with_the_fix(monkeypatch):
 
 
 def test_a_tokenizer_from_another_model_is_flagged():
-    from transformers import PreTrainedTokenizerFast
     from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
 
     from lora_course.config.schema import tokenizer_mismatch
     from lora_course.models import tiny_model

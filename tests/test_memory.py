@@ -8,8 +8,8 @@ import pytest
 
 from lora_course.cli import main
 from lora_course.memory import COMPONENTS, Setup, estimate
-from lora_course.recipes import measure
 from lora_course.models import TINY
+from lora_course.recipes import measure
 
 GRID = list(itertools.product(["full", "lora", "qlora"], [False, True], [1, 4]))
 

@@ -6,10 +6,16 @@ import pytest
 import torch
 
 from lora_course.data import Collator, format_chat
+from lora_course.errors import ResumeError
 from lora_course.lora import LoraSettings, inject_lora
 from lora_course.models import tiny_model, tiny_tokenizer
-from lora_course.errors import ResumeError
-from lora_course.train import TrainConfig, checkpoint_paths, summed_token_loss, target_tokens, train
+from lora_course.train import (
+    TrainConfig,
+    checkpoint_paths,
+    summed_token_loss,
+    target_tokens,
+    train,
+)
 from lora_course.train.loss import IGNORE_INDEX
 
 

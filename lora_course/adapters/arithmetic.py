@@ -14,6 +14,7 @@ reference the tests and the chapter compare it with.
 from __future__ import annotations
 
 import torch
+
 from lora_course.errors import SettingsError
 
 COMBINATIONS = ("cat", "linear", "svd")

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from lora_course.errors import OutputExistsError
 from lora_course.adapters.metadata import load_base_for_adapter, load_checked
+from lora_course.errors import OutputExistsError
 from lora_course.lora.merge import merge_and_unload
 from lora_course.models import load_model
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import contextlib
 
 from lora_course.adapters.metadata import check_base
-from lora_course.lora.io import read_adapter_config
 from lora_course.errors import SettingsError
+from lora_course.lora.io import read_adapter_config
 
 
 class AdapterSet:

@@ -50,7 +50,9 @@ def run(args) -> int:
 
     capacity = parse_size(args.gpu_memory) if args.gpu_memory else None
     dtype = args.dtype or ("bfloat16" if capacity else "float32")
-    targets = "all-linear" if args.target_modules == "all-linear" else args.target_modules.split(",")
+    from lora_course.lora import ALL_LINEAR
+
+    targets = ALL_LINEAR if args.target_modules == ALL_LINEAR else args.target_modules.split(",")
     setup = Setup(method=args.method, r=args.r, target_modules=targets, frozen_layers=args.frozen_layers,
                   param_dtype=dtype, optimizer=args.optimizer,
                   mixed_precision=args.mixed_precision or (capacity is not None and dtype != "float32"),

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from lora_course.errors import ConfigError
-from lora_course.lora.settings import ADAPTER_METHODS
+from lora_course.lora.settings import ADAPTER_METHODS, ALL_LINEAR, ATTENTION
 
 ADAPTERS = (None, *ADAPTER_METHODS)  # adapter: null is full (or, with freeze_layers, partial) fine-tuning
 DATASET_TYPES = ("chat", "alpaca", "classification")  # classification: text + label fields
@@ -51,7 +51,7 @@ class TrainingConfig:
     lora_r: int = 16
     lora_alpha: float = 32
     lora_dropout: float = 0.0
-    lora_target_modules: list[str] = dataclasses.field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    lora_target_modules: list[str] = dataclasses.field(default_factory=lambda: list(ATTENTION))
     lora_target_linear: bool = False
     use_rslora: bool = False
     gradient_checkpointing: bool = False
@@ -72,7 +72,7 @@ class TrainingConfig:
 
     @property
     def lora_targets(self):
-        return "all-linear" if self.lora_target_linear else self.lora_target_modules
+        return ALL_LINEAR if self.lora_target_linear else self.lora_target_modules
 
     @property
     def precision(self) -> str:

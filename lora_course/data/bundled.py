@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+
 from lora_course.errors import DataError
 
 BUNDLED = Path(__file__).resolve().parent / "bundled"

@@ -10,6 +10,7 @@ and the response ends with the end-of-sequence token, so the model learns when t
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 from lora_course.errors import DataError
 
 IGNORE_INDEX = -100  # the label value PyTorch's cross-entropy skips
@@ -20,10 +21,6 @@ class Example:
     input_ids: list[int]
     labels: list[int]
     truncated: bool = False
-
-    @property
-    def target_tokens(self) -> int:
-        return sum(1 for label in self.labels if label != IGNORE_INDEX)
 
     def as_dict(self) -> dict:
         return {"input_ids": self.input_ids, "labels": self.labels}

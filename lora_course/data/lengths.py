@@ -4,6 +4,7 @@ far too long spends memory on padding (activation memory grows with the padded l
 from __future__ import annotations
 
 import math
+
 from lora_course.errors import DataError
 
 

@@ -8,10 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from lora_course.data import SENTIMENT_LABELS, answer_matches, exact_match, load_bundled, review_messages
+from lora_course.data import (
+    SENTIMENT_LABELS,
+    answer_matches,
+    exact_match,
+    load_bundled,
+    review_messages,
+)
+from lora_course.errors import SettingsError
 from lora_course.evaluate.generation import generate
 from lora_course.evaluate.metrics import classification_report
-from lora_course.errors import SettingsError
 
 
 @dataclass

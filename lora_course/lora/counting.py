@@ -6,12 +6,12 @@ from __future__ import annotations
 import dataclasses
 import json
 
+from lora_course.errors import SettingsError
 from lora_course.lora.inject import inject_lora
 from lora_course.lora.settings import METHODS as ALL_METHODS
 from lora_course.lora.settings import LoraSettings
-from lora_course.models.dtypes import DTYPE_BYTES
 from lora_course.models import count_parameters, load_config, meta_model
-from lora_course.errors import SettingsError
+from lora_course.models.dtypes import DTYPE_BYTES
 
 METHODS = tuple(m for m in ALL_METHODS if m != "partial")  # what a parameter count needs no layer count for
 _SAFETENSORS_DTYPE = {"float32": "F32", "bfloat16": "BF16", "float16": "F16"}

@@ -7,7 +7,6 @@ import re
 from torch import nn
 
 from lora_course.errors import TargetModuleError
-
 from lora_course.lora.layer import LoRALinear
 from lora_course.lora.settings import ALL_LINEAR, LoraSettings
 

@@ -13,11 +13,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lora_course.errors import AdapterFormatError
-
+from lora_course.errors import AdapterFormatError, SettingsError
 from lora_course.lora.inject import inject_lora, lora_layers
 from lora_course.lora.settings import LoraSettings
-from lora_course.errors import SettingsError
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"

@@ -16,6 +16,7 @@ import math
 
 import torch
 from torch import nn
+
 from lora_course.errors import MergeError, SettingsError
 
 

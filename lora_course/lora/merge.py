@@ -7,9 +7,9 @@ import warnings
 
 from torch import nn
 
+from lora_course.errors import SettingsError
 from lora_course.lora.inject import lora_layers
 from lora_course.lora.layer import LoRALinear
-from lora_course.errors import SettingsError
 
 
 def _require_lora(model: nn.Module) -> list[tuple[str, LoRALinear]]:

@@ -1,7 +1,13 @@
 """Will it fit? An analytic estimate of training memory and an exact measurement of one real
 training step, component by component, so each can check the other."""
 
-from lora_course.memory.breakdown import COMPONENTS, METHODS, OPTIMIZERS, Breakdown, Setup
+from lora_course.memory.breakdown import (
+    COMPONENTS,
+    METHODS,
+    OPTIMIZERS,
+    Breakdown,
+    Setup,
+)
 from lora_course.memory.estimate import estimate
 from lora_course.memory.fit import largest_that_fit, memory_report
 from lora_course.memory.measure import measure_step, weight_bytes

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+
 from lora_course.errors import SettingsError
 from lora_course.lora.settings import ADAPTER_METHODS, ATTENTION, METHODS
 from lora_course.models.dtypes import DTYPE_BYTES
 from lora_course.train.optim import OPTIMIZERS
-
 
 COMPONENTS = ("weights", "quant_constants", "gradients", "optimizer_states", "activations", "logits", "overhead")
 

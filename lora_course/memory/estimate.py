@@ -48,14 +48,18 @@ from __future__ import annotations
 
 import math
 
+from lora_course.errors import SettingsError
+from lora_course.lora.settings import ADAPTER_METHODS, ALL_LINEAR, LLAMA_PROJECTIONS
 from lora_course.memory.breakdown import Breakdown, Setup
 from lora_course.models.dtypes import DTYPE_BYTES
-from lora_course.errors import SettingsError
+from lora_course.quant.nf4 import (
+    BLOCKSIZE,
+    DYNAMIC_MAP_LEVELS,
+    NESTED_BLOCKSIZE,
+    NF4_LEVELS,
+)
 
 GIB = 2**30
-_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-_ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
-_NF4_BLOCK, _NESTED_BLOCK = 64, 256
 
 
 def _config_of(model_or_config):
@@ -67,14 +71,14 @@ def _config_of(model_or_config):
 
 
 def _targets(setup: Setup) -> set[str]:
-    if setup.method not in ("lora", "qlora"):
+    if setup.method not in ADAPTER_METHODS:
         return set()
-    if setup.target_modules in ("all-linear", ["all-linear"]):
-        return set(_LINEARS)
-    unknown = set(setup.target_modules) - set(_LINEARS)
+    if setup.target_modules in (ALL_LINEAR, [ALL_LINEAR]):
+        return set(LLAMA_PROJECTIONS)
+    unknown = set(setup.target_modules) - set(LLAMA_PROJECTIONS)
     if unknown:
         raise SettingsError(f"target modules {sorted(unknown)} are not linear layers of a Llama-style block "
-                         f"({', '.join(_LINEARS)}).")
+                         f"({', '.join(LLAMA_PROJECTIONS)}).")
     return set(setup.target_modules)
 
 
@@ -117,7 +121,7 @@ def estimate(model_or_config, setup: Setup) -> Breakdown:
     if setup.method == "qlora":
         quantized = L * linear_per_layer
         other = base_params - quantized
-        packed, constants = nf4_bytes(quantized, tensors=L * len(_LINEARS))
+        packed, constants = nf4_bytes(quantized, tensors=L * len(LLAMA_PROJECTIONS))
         weights = packed + other * wbytes + adapters * 4
         adapter_bytes = 4
     else:
@@ -245,11 +249,11 @@ def nf4_bytes(n_weights: int, tensors: int = 0, double_quant: bool = True) -> tu
     """(packed weights, quantization constants) of NF4: two weights a byte; one absmax per block of
     64, itself 8-bit with an fp32 absmax per 256 blocks when double-quantized (else fp32); and per
     quantized tensor its 16-value NF4 code book and 256-value 8-bit code book (fp32)."""
-    blocks = math.ceil(n_weights / _NF4_BLOCK)
+    blocks = math.ceil(n_weights / BLOCKSIZE)
     if double_quant:
-        constants = blocks + math.ceil(blocks / _NESTED_BLOCK) * 4 + tensors * (16 + 256) * 4
+        constants = blocks + math.ceil(blocks / NESTED_BLOCKSIZE) * 4 + tensors * (NF4_LEVELS + DYNAMIC_MAP_LEVELS) * 4
     else:
-        constants = blocks * 4 + tensors * 16 * 4
+        constants = blocks * 4 + tensors * NF4_LEVELS * 4
     return math.ceil(n_weights / 2), constants
 
 

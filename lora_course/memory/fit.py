@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 
+from lora_course.lora.settings import METHODS
 from lora_course.memory.breakdown import Breakdown, Setup
 from lora_course.memory.estimate import estimate
+
+# partial fine-tuning needs a layer count to be a method; the others are what a model can be trained by
+WHOLE_MODEL_METHODS = tuple(m for m in METHODS if m != "partial")
 
 
 def largest(fits, upper: int) -> int:
@@ -61,5 +65,5 @@ def memory_report(model: str, setup: Setup, capacity: int | None = None) -> Memo
     report = MemoryReport(model, setup, breakdown)
     if capacity:
         report.capacity, report.fits = capacity, breakdown.total <= capacity
-        report.largest_that_fit = {m: largest_that_fit(config, setup, m, capacity) for m in ("full", "lora", "qlora")}
+        report.largest_that_fit = {m: largest_that_fit(config, setup, m, capacity) for m in WHOLE_MODEL_METHODS}
     return report

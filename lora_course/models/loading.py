@@ -13,13 +13,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from lora_course.errors import ModelNotAvailableError, SettingsError
 from lora_course.models import offline
-from lora_course.errors import ModelNotAvailableError
 from lora_course.models.dtypes import torch_dtype
 from lora_course.models.hardware import qlora_compute_dtype
 from lora_course.models.hub import hub_reachable
 from lora_course.models.tiny import TINY, ensure_tiny_on_disk
-from lora_course.errors import SettingsError
 
 QUANTIZATIONS = ("nf4", "fp4", "8bit")
 KNOWN_CONFIGS = Path(__file__).resolve().parent.parent / "assets" / "configs"
@@ -33,7 +32,6 @@ def default_device() -> str:
 
 def bnb_config(quantization: str, compute_dtype=None):
     """The BitsAndBytesConfig of QLoRA (NF4 + double quantization) or of 8-bit loading."""
-    import torch
     from transformers import BitsAndBytesConfig
 
     if quantization not in QUANTIZATIONS:

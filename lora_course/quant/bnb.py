@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from lora_course.quant.nf4 import BLOCKSIZE
+
 
 def bnb_nf4_levels() -> torch.Tensor:
     """bitsandbytes' hard-coded NF4 table (16 values)."""
@@ -12,7 +14,7 @@ def bnb_nf4_levels() -> torch.Tensor:
     return get_4bit_type("nf4", device="cpu")[:16].clone()
 
 
-def bnb_quantize_nf4(weight: torch.Tensor, blocksize: int = 64, double_quant: bool = True):
+def bnb_quantize_nf4(weight: torch.Tensor, blocksize: int = BLOCKSIZE, double_quant: bool = True):
     """``(packed, quant_state)`` from ``bitsandbytes.functional.quantize_4bit`` (double quantization =
     ``compress_statistics``; its nested blocksize is fixed at 256)."""
     from bitsandbytes.functional import quantize_4bit

@@ -22,6 +22,10 @@ import torch
 
 # bitsandbytes' offset: the outermost quantile used, chosen so the levels span about +-1.85 sigma.
 NF4_OFFSET = 0.9677083
+BLOCKSIZE = 64  # weights per absmax
+NESTED_BLOCKSIZE = 256  # absmax constants per fp32 constant, with double quantization (fixed in bitsandbytes)
+NF4_LEVELS = 16  # the code book of a 4-bit type
+DYNAMIC_MAP_LEVELS = 256  # the 8-bit "dynamic" code book the absmax constants are stored in
 
 
 def nf4_levels(offset: float = NF4_OFFSET) -> torch.Tensor:
@@ -91,8 +95,8 @@ class NF4Tensor:
         return n
 
 
-def quantize_nf4(weight: torch.Tensor, blocksize: int = 64, double_quant: bool = True,
-                 nested_blocksize: int = 256) -> NF4Tensor:
+def quantize_nf4(weight: torch.Tensor, blocksize: int = BLOCKSIZE, double_quant: bool = True,
+                 nested_blocksize: int = NESTED_BLOCKSIZE) -> NF4Tensor:
     """Quantize ``weight`` to NF4 with blockwise absmax scaling (and double quantization of the absmaxes)."""
     indices, absmax = _blockwise(weight, nf4_levels(), blocksize)
     if indices.numel() % 2:
@@ -116,7 +120,7 @@ def dequantize_nf4(q: NF4Tensor) -> torch.Tensor:
     return _unblock(indices, nf4_levels(), absmax, q.blocksize).view(q.shape).to(q.dtype)
 
 
-def bits_per_parameter(blocksize: int = 64, nested_blocksize: int = 256, double_quant: bool = True) -> float:
+def bits_per_parameter(blocksize: int = BLOCKSIZE, nested_blocksize: int = NESTED_BLOCKSIZE, double_quant: bool = True) -> float:
     """Storage bits per weight: 4-bit codes + the absmax constants spread over their block.
 
     >>> round(bits_per_parameter(), 3), bits_per_parameter(double_quant=False)

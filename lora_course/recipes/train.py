@@ -19,10 +19,20 @@ from pathlib import Path
 import torch
 
 from lora_course.adapters import base_identity, save_with_metadata
-from lora_course.config import TrainingConfig, check_config, load_config, pitfall_warnings
+from lora_course.config import (
+    TrainingConfig,
+    check_config,
+    load_config,
+    pitfall_warnings,
+)
 from lora_course.config.datasets import load_records
 from lora_course.config.schema import tokenizer_mismatch
-from lora_course.data import Collator, check_sequence_length, length_stats, tokenize_dataset
+from lora_course.data import (
+    Collator,
+    check_sequence_length,
+    length_stats,
+    tokenize_dataset,
+)
 from lora_course.errors import ResumeError
 from lora_course.models import count_parameters
 from lora_course.recipes.prepare import prepare_model

@@ -23,8 +23,13 @@ import torch
 
 from lora_course.errors import DataError, SettingsError
 from lora_course.models.hardware import PRECISIONS, autocast, resolve_precision
-from lora_course.train.checkpoint import (append_metrics, load_checkpoint, run_signature, save_checkpoint,
-                                          truncate_metrics)
+from lora_course.train.checkpoint import (
+    append_metrics,
+    load_checkpoint,
+    run_signature,
+    save_checkpoint,
+    truncate_metrics,
+)
 from lora_course.train.loss import evaluate_loss, summed_token_loss, target_tokens
 from lora_course.train.optim import make_optimizer, make_scheduler
 
@@ -95,7 +100,7 @@ def train(model, train_data, collator, config: TrainConfig, eval_data=None, resu
     precision = choice.precision
     rank, world = _join_process_group()
     log = log if (rank == 0 and log) else (lambda *args, **kwargs: None)
-    if config.precision == "auto" and device.type == "cuda":
+    if config.precision == "auto":
         log(f"precision: {choice.reason}")
     batches = _BatchOrder(len(train_data), config.micro_batch_size, config.seed, config.shuffle)
     window_size = config.gradient_accumulation_steps * world  # micro-batches per optimizer step, all ranks

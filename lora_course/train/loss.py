@@ -50,19 +50,27 @@ def summed_token_loss(model, batch: dict) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate_loss(model, data, collator, batch_size: int = 8, precision: str = "fp32") -> float:
-    """Mean loss per target token over the whole set: every token counts once, however the set is
-    batched (a mean of batch means would weight the tokens of short batches more)."""
+def loss_totals(model, data, collator, batch_size: int = 8, precision: str = "fp32") -> tuple[float, int]:
+    """(summed token loss, target tokens) over the whole set, in eval mode (train mode restored after)."""
     was_training = model.training
     model.eval()
     device = next(p.device for p in model.parameters())
     total, tokens = 0.0, 0
-    for start in range(0, len(data), batch_size):
-        batch = {k: v.to(device) for k, v in collator(data[start:start + batch_size]).items()}
-        with autocast(precision, device):
-            total += summed_token_loss(model, batch).item()
-        tokens += target_tokens(batch["labels"])
-    model.train(was_training)
+    try:
+        for start in range(0, len(data), batch_size):
+            batch = {k: v.to(device) for k, v in collator(data[start:start + batch_size]).items()}
+            with autocast(precision, device):
+                total += summed_token_loss(model, batch).item()
+            tokens += target_tokens(batch["labels"])
+    finally:
+        model.train(was_training)
+    return total, tokens
+
+
+def evaluate_loss(model, data, collator, batch_size: int = 8, precision: str = "fp32") -> float:
+    """Mean loss per target token over the whole set: every token counts once, however the set is
+    batched (a mean of batch means would weight the tokens of short batches more)."""
+    total, tokens = loss_totals(model, data, collator, batch_size, precision)
     return total / max(tokens, 1)
 
 

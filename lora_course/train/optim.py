@@ -5,10 +5,13 @@ from __future__ import annotations
 import math
 
 import torch
+
 from lora_course.errors import SettingsError
 
 OPTIMIZERS = ("adamw", "adamw_8bit", "paged_adamw", "paged_adamw_8bit", "sgd")
 SCHEDULERS = ("cosine", "linear", "constant")
+# the optimizers bitsandbytes provides, by the class that implements each
+_BITSANDBYTES = {"adamw_8bit": "AdamW8bit", "paged_adamw": "PagedAdamW", "paged_adamw_8bit": "PagedAdamW8bit"}
 
 
 def make_optimizer(params, name: str, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
@@ -19,14 +22,12 @@ def make_optimizer(params, name: str, lr: float, weight_decay: float = 0.0) -> t
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
-    if name in ("adamw_8bit", "paged_adamw", "paged_adamw_8bit"):
+    if name in _BITSANDBYTES:
         try:
             import bitsandbytes as bnb
         except ImportError as e:
             raise SettingsError(f"optimizer {name!r} needs bitsandbytes. Fix: pip install bitsandbytes, or use 'adamw'.") from e
-        cls = {"adamw_8bit": bnb.optim.AdamW8bit, "paged_adamw": bnb.optim.PagedAdamW,
-               "paged_adamw_8bit": bnb.optim.PagedAdamW8bit}[name]
-        return cls(params, lr=lr, weight_decay=weight_decay)
+        return getattr(bnb.optim, _BITSANDBYTES[name])(params, lr=lr, weight_decay=weight_decay)
     raise SettingsError(f"Unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}.")
 
 

@@ -9,6 +9,7 @@ states of the frozen part, and the backward pass stops at the first trainable la
 from __future__ import annotations
 
 from torch import nn
+
 from lora_course.errors import SettingsError
 
 

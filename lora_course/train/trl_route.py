@@ -12,11 +12,14 @@ import tempfile
 
 import torch
 
-from lora_course.train.loop import TrainConfig, _resolve_precision
+from lora_course.models.hardware import resolve_precision
+from lora_course.train.loop import TrainConfig
+from lora_course.train.optim import OPTIMIZERS
 
 _OPTIM = {"adamw": "adamw_torch", "adamw_8bit": "adamw_bnb_8bit", "paged_adamw": "paged_adamw_32bit",
           "paged_adamw_8bit": "paged_adamw_8bit", "sgd": "sgd"}
 _SCHEDULE = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}
+assert set(_OPTIM) == set(OPTIMIZERS), "every optimizer the package names needs its Hugging Face name here"
 
 
 def sft_trainer(model, tokenizer, examples, config: TrainConfig, eval_examples=None):
@@ -29,7 +32,7 @@ def sft_trainer(model, tokenizer, examples, config: TrainConfig, eval_examples=N
         return Dataset.from_list(rows)
 
     cuda = torch.cuda.is_available() and next(model.parameters()).device.type == "cuda"
-    precision = _resolve_precision(config.precision, next(model.parameters()).device)
+    precision = resolve_precision(config.precision, next(model.parameters()).device).precision
     args = SFTConfig(
         output_dir=config.output_dir or tempfile.mkdtemp(prefix="lora-course-trl-"),
         per_device_train_batch_size=config.micro_batch_size,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from lora_course.memory import COMPONENTS, Setup, estimate
+from lora_course.memory.fit import WHOLE_MODEL_METHODS
 
 COLORS = {"weights": "#4c72b0", "quant_constants": "#8172b3", "gradients": "#dd8452", "optimizer_states": "#c44e52",
           "activations": "#55a868", "logits": "#937860", "overhead": "#bbbbbb"}
@@ -49,6 +50,6 @@ def memory_panel(model_name: str, capacity: float | None = None):
     except ImportError:
         draw()
         return None
-    return w.interactive(draw, method=["lora", "qlora", "full"], r=w.IntSlider(16, 1, 128),
+    return w.interactive(draw, method=list(WHOLE_MODEL_METHODS), r=w.IntSlider(16, 1, 128),
                          micro_batch_size=w.IntSlider(1, 1, 32), sequence_length=w.IntSlider(512, 64, 4096, step=64),
                          gradient_checkpointing=False)
