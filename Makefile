@@ -2,7 +2,7 @@
 PROFILE ?= cpu
 PY := .venv/bin/python
 
-.PHONY: book test setup clean
+.PHONY: book test setup clean gpu-check
 
 setup:
 	@./scripts/setup-env.sh
@@ -15,6 +15,10 @@ book: setup
 test: setup
 	@./scripts/setup-system.sh
 	@$(PY) -m pytest $(PYTEST_ARGS)
+
+# Every check that needs a CUDA device, in one run (prints "no CUDA device" and exits 0 elsewhere).
+gpu-check: setup
+	@$(PY) scripts/gpu_check.py
 
 clean:
 	rm -rf _build

@@ -25,7 +25,12 @@ from lora_course.models import TINY
 
 ENV_VAR = "LORA_COURSE_PROFILE"
 NAMES = ("fast", "cpu", "gpu")
-LARGE_MODEL = "meta-llama/Llama-3.1-8B-Instruct"
+# The gpu profile's model for QLoRA and scaling: ungated, so it loads on a fresh Colab runtime with no
+# login, and the seeds' own model (PEFT with LoRA on Qwen2.5-3B). LARGE_MODEL_VAR picks another.
+LARGE_MODEL = "Qwen/Qwen2.5-3B-Instruct"
+LARGE_MODEL_VAR = "LORA_COURSE_LARGE_MODEL"
+# Models behind a license click on the hub: they load only for a logged-in account that accepted it.
+GATED_PREFIXES = ("meta-llama/", "google/gemma", "mistralai/")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,9 +62,24 @@ class Profile:
         return gpu
 
     def __str__(self) -> str:
-        return (f"profile {self.name!r}: {self.model} on {self.device}\n"
+        text = (f"profile {self.name!r}: {self.model} on {self.device}\n"
                 f"  {self.train_steps} steps of {self.batch_size}x{self.grad_accum} examples, "
                 f"seq_len {self.seq_len}, {self.eval_examples} eval examples")
+        if self.large_model != self.model:
+            text += f"\n  large model (QLoRA chapters): {self.large_model}"
+        if gated(self.large_model):
+            text += f"\n  note: {login_note(self.large_model)}"
+        return text
+
+
+def gated(model: str) -> bool:
+    return model.startswith(GATED_PREFIXES)
+
+
+def login_note(model: str) -> str:
+    return (f"{model} is gated on the Hugging Face hub: accept its license on the model's page with your account, "
+            "then log in here (from huggingface_hub import login; login()) before a chapter loads it; or unset "
+            f"{LARGE_MODEL_VAR} to use {LARGE_MODEL}, which needs no login.")
 
 
 def _cuda_available() -> bool:
@@ -77,7 +97,8 @@ def profile(name: str) -> Profile:
         return Profile(name="cpu", model=SMOLLM2, large_model=SMOLLM2, device="cpu", train_steps=30, seq_len=256,
                        batch_size=4, grad_accum=2, eval_examples=32, use_hub=False)
     if name == "gpu":
-        return Profile(name="gpu", model=SMOLLM2, large_model=LARGE_MODEL, device="cuda", train_steps=300,
+        large = os.environ.get(LARGE_MODEL_VAR, "").strip() or LARGE_MODEL
+        return Profile(name="gpu", model=SMOLLM2, large_model=large, device="cuda", train_steps=300,
                        seq_len=1024, batch_size=8, grad_accum=4, eval_examples=200, use_hub=True)
     raise SettingsError(f"Unknown execution profile {name!r}. Fix: set {ENV_VAR} to one of {', '.join(NAMES)} "
                      "(or unset it for the default: gpu with CUDA, else cpu).")

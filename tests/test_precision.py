@@ -65,3 +65,20 @@ def test_the_fp16_path_with_its_gradient_scaler_trains_on_cpu():
     assert all(torch.isfinite(torch.tensor(losses["fp16"])))
     # fp16 rounds differently; the run follows the fp32 one closely
     assert losses["fp16"] == pytest.approx(losses["fp32"], rel=2e-2)
+
+
+def test_the_gpu_check_says_there_is_no_cuda_and_exits_0():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "gpu_check.py"
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA machine runs the real check")
+    assert done.returncode == 0 and "no CUDA device" in done.stdout, done.stderr[-2000:]
+    # and its measuring code runs (on the tiny model, on the CPU) before any GPU time is spent on it
+    done = subprocess.run([sys.executable, str(script), "--dry-run", "--steps", "2"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("(b) ") == 4 and "tokens/s" in done.stdout and "estimate" in done.stdout

@@ -26,7 +26,7 @@ def test_default_is_gpu_with_cuda(monkeypatch, with_cuda):
     monkeypatch.delenv(ENV_VAR, raising=False)
     p = current_profile()
     assert p.name == "gpu" and p.device == "cuda" and p.use_hub
-    assert p.model == SMOLLM2 and p.large_model == "meta-llama/Llama-3.1-8B-Instruct"
+    assert p.model == SMOLLM2 and p.large_model == "Qwen/Qwen2.5-3B-Instruct"
 
 
 @pytest.mark.parametrize("value", ["fast", " FAST ", "Fast"])
@@ -67,3 +67,34 @@ def test_pick_returns_the_profiles_value_and_gpu_falls_back_to_cpu():
 def test_str_names_model_and_sizes():
     text = str(profile("cpu"))
     assert "'cpu'" in text and SMOLLM2 in text and "30 steps" in text
+
+
+def test_the_gpu_profile_needs_no_login_and_a_gated_choice_explains_it(monkeypatch, with_cuda):
+    from lora_course.profiles import LARGE_MODEL_VAR, gated
+
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    monkeypatch.delenv(LARGE_MODEL_VAR, raising=False)
+    default = current_profile()
+    assert not gated(default.large_model) and "login" not in str(default)
+    monkeypatch.setenv(LARGE_MODEL_VAR, "meta-llama/Llama-3.1-8B-Instruct")
+    chosen = current_profile()
+    assert chosen.large_model == "meta-llama/Llama-3.1-8B-Instruct"
+    text = str(chosen)
+    assert "gated" in text and "login()" in text and LARGE_MODEL_VAR in text
+
+
+def test_colab_check_names_each_upgraded_package_and_asks_for_a_restart():
+    import types
+
+    from lora_course.colab import check_runtime, restart_message, upgraded_while_imported
+
+    import transformers
+
+    fake = {"transformers": types.SimpleNamespace(__version__="4.46.0"), "peft": None,
+            "numpy": types.SimpleNamespace(__version__=__import__("numpy").__version__)}
+    changed = upgraded_while_imported(fake)
+    assert changed == {"transformers": ("4.46.0", transformers.__version__)}
+    message = restart_message(changed)
+    assert message.startswith("Restart the runtime") and f"transformers 4.46.0 -> {transformers.__version__}" in message
+    assert upgraded_while_imported({"torch": __import__("torch")}) == {}  # a local build tag (+cpu) is no upgrade
+    check_runtime()  # this process imported what is installed: nothing to say

@@ -20,11 +20,14 @@ from pathlib import Path
 COLAB = "https://colab.research.google.com"
 
 SETUP_CELL = '''\
-# Setup. In Colab: install the course package from its repository.
+# Setup. In Colab: install the course package from its repository (a restart is asked for if needed).
 import sys
 
 if "google.colab" in sys.modules:
     %pip install --quiet "lora-course @ git+{repository_url}@{branch}"
+    from lora_course.colab import check_runtime
+
+    check_runtime()
 
 from lora_course.profiles import current_profile
 
