@@ -84,3 +84,32 @@ def test_odd_sizes_round_trip():
     q = quantize_nf4(x)
     assert dequantize_nf4(q).shape == x.shape
     assert (dequantize_nf4(q) - x).norm() / x.norm() < 0.15
+
+
+# resident memory once the model has been used: a forward pass reads every weight (a memory-mapped fp32
+# checkpoint is only read in as it is touched, so right after loading it looks smaller than it is)
+_RSS_AFTER_FORWARD = """
+import resource, sys, torch
+from lora_course.models import load_model
+model, _ = load_model("HuggingFaceTB/SmolLM2-135M-Instruct", quantization=sys.argv[1] or None, device="cpu", log=None)
+with torch.no_grad():
+    model(torch.randint(0, 1000, (1, 64)))
+print(int(open("/proc/self/statm").read().split()[1]) * resource.getpagesize())
+"""
+
+
+@pytest.mark.slow
+def test_an_nf4_model_holds_less_memory_than_the_fp32_one(smollm2):
+    """bitsandbytes leaves the unquantized tensors as views into the checkpoint's memory map on a CPU; unless
+    they are copied out, the mapping keeps the whole fp32 file resident and QLoRA costs more than LoRA."""
+    import subprocess
+    import sys
+
+    def resident(quantization: str) -> int:
+        done = subprocess.run([sys.executable, "-c", _RSS_AFTER_FORWARD, quantization], capture_output=True, text=True,
+                              timeout=300, check=True)
+        return int(done.stdout.strip().splitlines()[-1])
+
+    fp32, nf4 = resident(""), resident("nf4")
+    print(f"resident after a forward pass: fp32 {fp32 / 2**20:.0f} MiB, nf4 {nf4 / 2**20:.0f} MiB")
+    assert nf4 < fp32

@@ -120,11 +120,26 @@ def load_model(
     model = AutoModelForCausalLM.from_pretrained(where, **kwargs)
     if not quantization:
         model.to(device)
+    elif device == "cpu":
+        _detach_from_checkpoint(model)
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(where)
     if name_or_path in (TINY, *offline.OFFLINE_MODELS):
         model.name_or_path = str(name_or_path)  # keep the id, not the cache path, for adapter metadata
     return model, tokenizer
+
+
+def _detach_from_checkpoint(model) -> None:
+    """Copy the tensors bitsandbytes left unquantized (embeddings, norms, the output head) out of the
+    checkpoint file. On a CPU they are views into its memory map, and the mapping keeps every page of the
+    file resident, the 32-bit weights of the layers that were quantized too: the NF4 model then holds more
+    memory than the fp32 one. Copied, the mapping is let go."""
+    import torch
+
+    with torch.no_grad():
+        for tensor in [*model.parameters(), *model.buffers()]:
+            if tensor.dtype.is_floating_point and getattr(tensor, "quant_state", None) is None:
+                tensor.data = tensor.data.clone()
 
 
 def load_config(name_or_path: str | Path):

@@ -110,8 +110,7 @@ def train(model, train_data, collator, config: TrainConfig, eval_data=None, resu
     scaler = torch.amp.GradScaler(device.type, enabled=choice.needs_grad_scaler)
     out = Path(config.output_dir) if config.output_dir else None
     writes = out if rank == 0 else None  # one process writes logs and checkpoints
-    signature = run_signature(config, train_data, model, run_config) if (out and (resume or config.save_steps or
-                                                                              writes)) else None
+    signature = run_signature(config, train_data, model, run_config) if out else None  # what checkpoints record
     state = {"step": 0, "micro_batches_seen": 0, "history": [], "best_eval": None, "evals_without_gain": 0}
     torch.manual_seed(config.seed)
     random.seed(config.seed)
