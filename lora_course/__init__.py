@@ -20,6 +20,7 @@ helpers), ``profiles`` (the book's execution profiles).
 
 import logging
 
+# The version, written once: pyproject.toml reads it from here (tests/test_metadata.py, tests/test_wheel.py).
 __version__ = "0.1.0"
 
 

@@ -15,8 +15,10 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 py="$VENV/bin/python"
 
-# Reinstall only when the package metadata changed since the last install.
-if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ] && [ "$(cat "$stamp")" = "$EXTRAS" ]; then
+# Reinstall only when the package metadata changed since the last install: pyproject.toml, or the version,
+# which pyproject.toml reads from lora_course/__init__.py (an editable install records it when installed).
+if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ] && [ "$stamp" -nt lora_course/__init__.py ] \
+    && [ "$(cat "$stamp")" = "$EXTRAS" ]; then
     exit 0
 fi
 
