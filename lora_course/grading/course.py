@@ -1,7 +1,12 @@
-"""A clean nbgrader course directory built from the repository's ``solutions/``, and the student
-versions (``exercises/``) that nbgrader generates from it.
+"""The course folder the grader reads, a clean nbgrader course directory built from its ``solutions/``, and the
+student versions (``exercises/``) that nbgrader generates from it.
 
-The course directory lives in a fresh temporary folder: grading never writes into the repository,
+A *course folder* is a checkout of the course repository: ``solutions/<assignment>/<assignment>.ipynb`` (the exercises with their
+reference solutions and hidden tests), ``exercises/`` (the released student notebooks) and ``autograder/``. The
+installed package (a wheel) holds none of it: anything in the package is public (students install it too) and
+readable by the code being graded, whose kernel imports the package (see autograder/README.md).
+
+The nbgrader course directory lives in a fresh temporary folder: grading never writes into the course folder,
 and two gradings never share a gradebook.
 """
 
@@ -18,16 +23,71 @@ from pathlib import Path
 
 from traitlets.config import Config
 
+from lora_course.errors import GradingSetupError
 
-def repo_root() -> Path:
-    """The course repository: LORA_COURSE_REPO, else the checkout this package was imported from."""
-    env = os.environ.get("LORA_COURSE_REPO")
-    return Path(env) if env else Path(__file__).resolve().parents[2]
+COURSE_ENV = "LORA_COURSE_REPO"
+EXPORT_HINT = "a checkout of the course repository"
+
+
+def package_parent() -> Path:
+    """The folder the running ``lora_course`` package was imported from (a checkout, or site-packages)."""
+    return Path(__file__).resolve().parents[2]
+
+
+def _checkout_root() -> Path | None:
+    """The course repository this package was imported from (an editable install or a checkout on
+    PYTHONPATH), or None for an installed wheel, which holds no course material."""
+    root = package_parent()
+    return root if is_course_folder(root) else None
 
 
 def assignments(root: Path | None = None) -> list[str]:
     sol = (root or repo_root()) / "solutions"
     return sorted(p.name for p in sol.iterdir() if (p / f"{p.name}.ipynb").is_file()) if sol.is_dir() else []
+
+
+def is_course_folder(path: Path) -> bool:
+    """A folder with at least one ``solutions/<assignment>/<assignment>.ipynb``."""
+    return Path(path).is_dir() and bool(assignments(Path(path)))
+
+
+def _not_a_course(what: str, path: Path) -> GradingSetupError:
+    why = "does not exist" if not path.exists() else "has no solutions/<assignment>/<assignment>.ipynb"
+    return GradingSetupError(f"{what}{path} is not a course folder: it {why}. Fix: point it at {EXPORT_HINT}")
+
+
+def course_root(course: str | Path | None = None) -> Path:
+    """The course folder to grade from, looked for in this order: ``course`` (``--course DIR``); else
+    LORA_COURSE_REPO; else the current folder when it is a course folder; else the checkout this package was
+    imported from. An explicit folder that is not a course folder is an error, not skipped."""
+    if course is not None:
+        path = Path(course).expanduser().resolve()
+        if not is_course_folder(path):
+            raise _not_a_course("--course ", path)
+        return path
+    env = os.environ.get(COURSE_ENV)
+    if env:
+        path = Path(env).expanduser().resolve()
+        if not is_course_folder(path):
+            raise _not_a_course(f"{COURSE_ENV}=", path)
+        return path
+    cwd = Path.cwd().resolve()
+    if is_course_folder(cwd):
+        return cwd
+    checkout = _checkout_root()
+    if checkout is not None:
+        return checkout
+    raise GradingSetupError(
+        "no course folder found (the exercises with their hidden tests: solutions/<assignment>/<assignment>.ipynb; "
+        "the installed package does not contain them). Looked at: --course (not given), "
+        f"{COURSE_ENV} (not set), the current folder {cwd} (no solutions/ with exercises), the folder the package "
+        f"was imported from {package_parent()} (not a checkout of the course repository). Fix: pass --course DIR, "
+        f"DIR being {EXPORT_HINT}; or run the command inside a course folder")
+
+
+def repo_root() -> Path:
+    """The course folder when none is named: LORA_COURSE_REPO, the current folder, the checkout (course_root)."""
+    return course_root()
 
 
 def nbgrader_config(course_root: Path, *, cell_timeout: int = 60, kernel_name: str | None = None) -> Config:
@@ -104,3 +164,4 @@ def student_versions(names: list[str], root: Path | None = None) -> dict[str, st
 
 def student_version(assignment: str, root: Path | None = None) -> str:
     return student_versions([assignment], root)[assignment]
+
