@@ -1,6 +1,7 @@
 """``lora-course grade ASSIGNMENT SUBMISSIONS --out DIR [--course COURSE]``: autograde a class's submissions with
 nbgrader. The exercises with their hidden tests come from a course folder: --course COURSE, else LORA_COURSE_REPO,
-else the current folder when it is one, else the checkout the package runs from."""
+else the current folder when it is one, else the checkout the package runs from. An installed package has none:
+write one with ``lora-course course export COURSE`` in a checkout of the course repository and keep it private."""
 
 from __future__ import annotations
 
