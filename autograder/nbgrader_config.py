@@ -1,5 +1,7 @@
-"""Plain nbgrader on this repository (``nbgrader generate_assignment 02-lora-layer --config autograder/nbgrader_config.py``
-from the repository root). ``lora-course grade`` does not use this file: it builds its own course directory."""
+"""Plain nbgrader on this repository or on an exported course folder: run nbgrader in this folder
+(``cd autograder && nbgrader generate_assignment 02-lora-layer --force`` writes exercises/02-lora-layer/ from
+solutions/; nbgrader reads the nbgrader_config.py of the current folder and has no --config option).
+``lora-course grade`` does not use this file: it builds its own course directory."""
 
 import os
 

@@ -10,6 +10,7 @@ import sys
 # name of the subcommand -> module in lora_course.cli that implements it
 COMMANDS = {
     "grade": "grade",
+    "course": "course",
     "params": "params",
     "train": "train",
     "eval": "eval",

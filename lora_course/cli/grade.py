@@ -1,4 +1,7 @@
-"""``lora-course grade ASSIGNMENT SUBMISSIONS --out DIR``: autograde a class's submissions with nbgrader."""
+"""``lora-course grade ASSIGNMENT SUBMISSIONS --out DIR [--course COURSE]``: autograde a class's submissions with
+nbgrader. The exercises with their hidden tests come from a course folder: --course COURSE, else LORA_COURSE_REPO,
+else the current folder when it is one, else the checkout the package runs from. An installed package has none:
+write one with ``lora-course course export COURSE`` in a checkout of the course repository and keep it private."""
 
 from __future__ import annotations
 
@@ -6,9 +9,12 @@ from __future__ import annotations
 def register(subparsers) -> None:
     p = subparsers.add_parser("grade", help="autograde a folder or zip of submissions for one exercise",
                               description=__doc__)
-    p.add_argument("assignment", help="e.g. 02-lora-layer (a folder of solutions/)")
+    p.add_argument("assignment", help="e.g. 02-lora-layer (a folder of the course folder's solutions/)")
     p.add_argument("submissions", help="folder (one sub-folder or file per student) or .zip of the submissions")
     p.add_argument("--out", required=True, help="folder for grades.csv, feedback/ and summary.{md,json}")
+    p.add_argument("--course", metavar="COURSE", default=None,
+                   help="course folder: a checkout of the course repository or a folder written by "
+                        "`lora-course course export` (default: LORA_COURSE_REPO, the current folder, the checkout)")
     p.add_argument("--jobs", type=int, default=2, help="submissions graded at once (default 2)")
     p.add_argument("--cell-timeout", type=int, default=30, help="seconds a cell may run (default 30)")
     p.add_argument("--notebook-timeout", type=int, default=300, help="seconds a submission may take (default 300)")
@@ -20,7 +26,7 @@ def run(args) -> int:
     from lora_course.grading.pipeline import Limits, grade
 
     summary = grade(args.assignment, args.submissions, args.out, jobs=args.jobs,
-                    limits=Limits(args.cell_timeout, args.notebook_timeout, args.memory_mb))
+                    limits=Limits(args.cell_timeout, args.notebook_timeout, args.memory_mb), course=args.course)
     print(f"{summary['graded']} of {summary['submissions']} graded; mean "
           f"{summary['mean'] if summary['mean'] is None else round(summary['mean'], 2)} / {summary['max_score']:g}; "
           f"see {args.out}/summary.md")

@@ -1,6 +1,8 @@
 """``grade(assignment, submissions, out_dir)``: a class's submissions in, grades CSV, feedback and a summary out.
 
-1. a clean nbgrader course is built from ``solutions/`` in a private temporary folder (course.make_course);
+1. the course folder is found (``course.course_root``: ``--course``, LORA_COURSE_REPO, the current folder, the
+   checkout) and a clean nbgrader course is built from its ``solutions/`` in a private temporary folder
+   (course.make_course);
 2. each submission is read (never modified), its notebook found by content, checked and repaired (repair.py);
 3. submissions are autograded in parallel, each by a worker process running ``nbgrader autograde`` with the
    sandboxed, guarded kernel, under per-cell, per-notebook and memory limits (worker.py, sandbox_kernel.py);
@@ -27,7 +29,7 @@ from pathlib import Path
 
 from lora_course.errors import GradingSetupError, SubmissionError
 from lora_course.grading import feedback, repair
-from lora_course.grading.course import assignments, make_course, repo_root
+from lora_course.grading.course import assignments, course_root, make_course, package_parent
 from lora_course.grading.submissions import Submission, read_submissions
 
 
@@ -88,10 +90,12 @@ class WorkerSlot:
         self.lines: queue.Queue = queue.Queue()
 
     def _start(self) -> None:
-        env = dict(os.environ, PYTHONPATH=str(repo_root()) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        # the worker imports the very package this process runs (a checkout, or an installed wheel), whatever the
+        # course folder; it starts in the private folder, so nothing in the current folder shadows it
+        env = dict(os.environ, PYTHONPATH=str(package_parent()) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         self.proc = subprocess.Popen([sys.executable, "-m", "lora_course.grading.worker", "--serve", str(self.log)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
-                                     start_new_session=True, env=env, cwd=str(repo_root()))
+                                     start_new_session=True, env=env, cwd=str(self.log.parent))
         self.lines = queue.Queue()
         threading.Thread(target=self._read, args=(self.proc, self.lines), daemon=True).start()
 
@@ -153,13 +157,27 @@ def _summarise_result(res: dict, source_nb: dict) -> dict:
             "manual_pending": sum(t["max"] for t in tests if t["manual"])}
 
 
+def _private_folders(root: Path) -> list[str]:
+    """What the student's kernel must not see of the course folder: all of it (an exported course), unless the
+    kernel loads code from inside it (a checkout holding the package, or a .venv): then its solutions/,
+    autograder/, .git and tests/."""
+    needed = [Path(p).resolve() for p in (sys.prefix, sys.base_prefix, package_parent(), *sys.path)
+              if p and Path(p).is_dir()]
+    if not any(p == root or root in p.parents for p in needed):
+        return [str(root)]
+    return [str(root / p) for p in ("solutions", "autograder", ".git", "tests")]
+
+
 def grade(assignment: str, submissions: str | Path, out_dir: str | Path, *, jobs: int = 2,
-          limits: Limits | None = None, progress=None) -> dict:
+          limits: Limits | None = None, progress=None, course: str | Path | None = None) -> dict:
+    """Grade every submission of ``assignment`` in ``submissions`` into ``out_dir``. ``course``: the course folder
+    (``--course``); None looks for one (course.course_root)."""
     limits = limits or Limits()
-    root = repo_root()
+    root = course_root(course)
     known = assignments(root)
     if assignment not in known:
-        raise GradingSetupError(f"unknown assignment {assignment!r}. Fix: use one of {', '.join(known)}")
+        raise GradingSetupError(f"unknown assignment {assignment!r} in the course folder {root}. "
+                                f"Fix: use one of {', '.join(known)}")
     out = Path(out_dir)
     sub_path = Path(submissions).resolve()
     if out.resolve() == sub_path or sub_path in out.resolve().parents:
@@ -168,6 +186,7 @@ def grade(assignment: str, submissions: str | Path, out_dir: str | Path, *, jobs
     if not subs:
         raise SubmissionError(f"no submissions found in {submissions}. Fix: pass the folder or zip the class handed in")
     progress = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    progress(f"course folder: {root}")
     t0 = time.perf_counter()
     private = Path(tempfile.mkdtemp(prefix="lcg-"))  # mode 700: course, gradebook, jobs
     sandboxes = Path(tempfile.mkdtemp(prefix="lcg-sbx-"))
@@ -187,8 +206,7 @@ def grade(assignment: str, submissions: str | Path, out_dir: str | Path, *, jobs
                                  "torch", "numpy", "lora_course"}
                                 | {p for p in ("sklearn", "bitsandbytes") if re.search(rf"\b(import|from) {p}\b", source_text)})
         # covered by empty mounts in every kernel (its own folder inside ``sandboxes`` is brought back)
-        hide = [str(private), str(sandboxes), str(sub_path), str(out.resolve()), str(root / "solutions"),
-                str(root / "autograder"), str(root / ".git"), str(root / "tests")]
+        hide = [str(private), str(sandboxes), str(sub_path), str(out.resolve()), *_private_folders(root)]
 
         results: dict[str, dict] = {}
         pending = []
@@ -213,7 +231,7 @@ def grade(assignment: str, submissions: str | Path, out_dir: str | Path, *, jobs
             job = {"workdir": str(work), "template": str(template), "assignment": assignment, "student": sid,
                    "notebook": str(nb_path), "sandbox": str(sandbox), "memory_mb": limits.memory_mb,
                    "cell_timeout": limits.cell_timeout, "cpu_s": limits.notebook_timeout, "hide": hide,
-                   "pythonpath": str(root), "guard_packages": guard_packages}
+                   "pythonpath": str(package_parent()), "guard_packages": guard_packages}
             (work / "job.json").write_text(json.dumps(job))
             results[sid] = {**base, "file": name, "notes": notes + fixed.notes}
             pending.append((sid, work / "job.json", sandbox))
@@ -260,14 +278,14 @@ def grade(assignment: str, submissions: str | Path, out_dir: str | Path, *, jobs
             for _, _, sandbox in pending:
                 _kill_kernel(sandbox)
         elapsed = time.perf_counter() - t0
-        return _write_outputs(out, assignment, results, source_nb, hidden, elapsed, jobs)
+        return _write_outputs(out, assignment, results, source_nb, hidden, elapsed, jobs, root)
     finally:
         shutil.rmtree(private, ignore_errors=True)
         shutil.rmtree(sandboxes, ignore_errors=True)
 
 
 def _write_outputs(out: Path, assignment: str, results: dict, source_nb: dict, hidden: list[str], elapsed: float,
-                   jobs: int) -> dict:
+                   jobs: int, course: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     (out / "feedback").mkdir(exist_ok=True)
     tests = [repair.nbmeta(c)["grade_id"] for c in source_nb["cells"] if repair.nbmeta(c).get("grade")]
@@ -295,7 +313,8 @@ def _write_outputs(out: Path, assignment: str, results: dict, source_nb: dict, h
         key = f"{min(int(frac * 10), 9) * 10}-{min(int(frac * 10), 9) * 10 + 10}%"
         buckets[key] = buckets.get(key, 0) + 1
     summary = {
-        "assignment": assignment, "submissions": len(rows), "graded": len(graded), "max_score": max_score,
+        "assignment": assignment, "course": str(course), "submissions": len(rows), "graded": len(graded),
+        "max_score": max_score,
         "scores": {r["student"]: r["score"] for r in graded},
         "distribution": dict(sorted(buckets.items(), key=lambda kv: int(kv[0].split("-")[0]))),
         "mean": (sum(r["score"] for r in graded) / len(graded)) if graded else None,

@@ -4,11 +4,11 @@ Before ipykernel starts (so before any student code), the process confines itsel
 
 * Linux (root or not, where user namespaces are allowed, as on most distributions and CI runners): two nested
   user namespaces with new mount, network and PID namespaces. The grading folders (``LORA_COURSE_SANDBOX_HIDE``:
-  the nbgrader course with the hidden tests and the gradebook, the submissions, the output, the repository's
-  solutions/ and autograder/) and the shared temporary folders (/tmp, /var/tmp, /dev/shm: other kernels'
-  folders) are covered by empty mounts; every other mount is read-only except the kernel's own folder; there is
-  no network (an empty network namespace); the kernel sees no process outside its PID namespace. The inner user
-  namespace locks those mounts, so code in the kernel cannot undo them.
+  the nbgrader course with the hidden tests and the gradebook, the submissions, the output, the course folder:
+  all of an exported one, a checkout's solutions/ and autograder/) and the shared temporary folders (/tmp,
+  /var/tmp, /dev/shm: other kernels' folders) are covered by empty mounts; every other mount is read-only except
+  the kernel's own folder; there is no network (an empty network namespace); the kernel sees no process outside
+  its PID namespace. The inner user namespace locks those mounts, so code in the kernel cannot undo them.
 * Linux without user namespaces (some hardened kernels): resource limits only; the report says so.
 * macOS, Windows: resource limits (POSIX) only. See autograder/README.md.
 * Everywhere: address space (``LORA_COURSE_SANDBOX_MEMORY_MB``), CPU seconds and file size limits.
