@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("script", ["inference.py"])
+@pytest.mark.parametrize("script", ["inference.py", "chunked_loss.py"])
 def test_benchmark_runs_in_smoke_mode(script, tmp_path):
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--smoke", "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=300)

@@ -328,3 +328,33 @@ def test_an_explicit_change_of_a_safe_key_resumes(examples, collate, tmp_path):
         train(lora_model(), examples, collate, longer, resume=True, log=None, allow_changes=["micro_batch_size"])
     result = train(lora_model(), examples, collate, longer, resume=True, log=None, allow_changes=["max_steps"])
     assert result.steps == 6 and _steps_logged(tmp_path) == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 7, 64, 10_000])  # one row; chunks that do not divide; one chunk
+def test_the_chunked_loss_equals_the_plain_loss_in_value_and_gradients(examples, collate, chunk_rows):
+    """Full fine-tuning, so that the output head's weight (tied to the embeddings) gets a gradient too."""
+    batch = collate(examples[:4])
+
+    def loss_and_grads(rows):
+        model, _ = tiny_model(seed=0)
+        model.requires_grad_(True)
+        loss = summed_token_loss(model, batch, rows)
+        loss.backward()
+        return loss.detach(), {n: p.grad for n, p in model.named_parameters()}
+
+    plain, plain_grads = loss_and_grads(None)
+    chunked, chunked_grads = loss_and_grads(chunk_rows)
+    torch.testing.assert_close(chunked, plain, rtol=1e-5, atol=1e-4)
+    assert plain_grads.keys() == chunked_grads.keys()
+    for name, plain_grad in plain_grads.items():  # the same sums in another order: rounding of the largest entries
+        scale = plain_grad.abs().max().item()
+        torch.testing.assert_close(chunked_grads[name], plain_grad, rtol=1e-4, atol=1e-5 * scale, msg=name)
+
+
+def test_a_run_with_the_chunked_loss_trains_as_the_plain_one(examples, collate):
+    histories = {}
+    for rows in (None, 5):
+        result = train(lora_model(), examples, collate, TrainConfig(micro_batch_size=4, max_steps=3, learning_rate=1e-2,
+                       loss_chunk_rows=rows, progress=False, shuffle=False), eval_data=examples[:2], log=None)
+        histories[rows] = [r["loss"] for r in result.history] + [result.final_eval_loss]
+    assert histories[5] == pytest.approx(histories[None], rel=1e-5)

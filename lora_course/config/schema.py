@@ -63,6 +63,7 @@ class TrainingConfig:
     save_steps: int | None = None
     early_stopping_patience: int | None = None
     save_total_limit: int | None = None  # keep the newest N checkpoints (None: all)
+    loss_chunk_rows: int | None = None  # output head + loss this many target rows at a time (None: all at once)
     seed: int = 0
     freeze_layers: int = 0  # full fine-tuning with the embeddings and the first N decoder layers frozen
     tokenizer: str | None = None  # default: the base model's own tokenizer
@@ -220,6 +221,8 @@ def _value_problems(c: TrainingConfig) -> list[str]:
     if c.freeze_layers and c.adapter:
         p.append("freeze_layers is partial fine-tuning, which trains base weights; it does not combine with an "
                  "adapter. Fix: set adapter: null, or remove freeze_layers.")
+    if c.loss_chunk_rows is not None and c.loss_chunk_rows < 1:
+        p.append(f"loss_chunk_rows must be at least 1 (or null for the whole batch at once), got {c.loss_chunk_rows}.")
     if c.save_total_limit is not None and c.save_total_limit < 1:
         p.append(f"save_total_limit must be at least 1 (or null to keep every checkpoint), got {c.save_total_limit}.")
     if c.eval_steps and c.val_set_size <= 0:

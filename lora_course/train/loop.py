@@ -52,6 +52,7 @@ class TrainConfig:
     early_stopping_patience: int | None = None  # evaluations without a better eval loss
     save_steps: int | None = None
     save_total_limit: int | None = None  # keep the newest N checkpoints (None: all)
+    loss_chunk_rows: int | None = None  # output head + loss this many target rows at a time (None: all at once)
     output_dir: str | None = None
     seed: int = 0
     shuffle: bool = True  # False: batches in the order given (to compare trainers batch for batch)
@@ -63,6 +64,8 @@ class TrainConfig:
                 raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)}.")
         if self.precision not in PRECISIONS:
             raise SettingsError(f"precision must be one of {PRECISIONS}, got {self.precision!r}.")
+        if self.loss_chunk_rows is not None and self.loss_chunk_rows < 1:
+            raise SettingsError(f"loss_chunk_rows must be at least 1 (or None), got {self.loss_chunk_rows}.")
         if self.save_total_limit is not None and self.save_total_limit < 1:
             raise SettingsError(f"save_total_limit must be at least 1 (or None to keep every checkpoint), "
                                 f"got {self.save_total_limit}.")
@@ -143,7 +146,7 @@ def train(model, train_data, collator, config: TrainConfig, eval_data=None, resu
                 with (forward_model.no_sync() if world > 1 and not last else contextlib.nullcontext()):
                     with autocast(precision, device):
                         # DDP averages gradients over ranks; times world makes that average a sum
-                        loss = summed_token_loss(forward_model, batch) / window_tokens * world
+                        loss = summed_token_loss(forward_model, batch, config.loss_chunk_rows) / window_tokens * world
                     scaler.scale(loss).backward()
                 window_loss += loss.item() / world
             window_loss = _global_sum(window_loss, device)  # this rank's share -> the whole window's loss
@@ -164,7 +167,8 @@ def train(model, train_data, collator, config: TrainConfig, eval_data=None, resu
                       "tokens_per_s": n_input / (time.perf_counter() - step_start),
                       "elapsed_s": time.perf_counter() - started, "peak_memory_bytes": peak_memory(device)}
             if eval_data is not None and config.eval_steps and state["step"] % config.eval_steps == 0:
-                record["eval_loss"] = evaluate_loss(model, eval_data, collator, config.micro_batch_size, precision)
+                record["eval_loss"] = evaluate_loss(model, eval_data, collator, config.micro_batch_size, precision,
+                                                    config.loss_chunk_rows)
                 stopped_early = _early_stop(state, record["eval_loss"], config.early_stopping_patience)
             state["history"].append(record)
             append_metrics(writes, record)
@@ -187,7 +191,8 @@ def train(model, train_data, collator, config: TrainConfig, eval_data=None, resu
         restore()
     final_eval = None
     if eval_data is not None and not interrupted:
-        final_eval = evaluate_loss(model, eval_data, collator, config.micro_batch_size, precision)
+        final_eval = evaluate_loss(model, eval_data, collator, config.micro_batch_size, precision,
+                                   config.loss_chunk_rows)
     history = state["history"]
     return TrainResult(
         history=history, steps=state["step"], wall_time_s=time.perf_counter() - started, tokens=trained_tokens,

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from lora_course.data import IGNORE_INDEX
+from lora_course.errors import SettingsError
 from lora_course.models.hardware import autocast
 
 
@@ -28,19 +29,24 @@ def target_tokens(labels: torch.Tensor) -> int:
     return int((labels[:, 1:] != IGNORE_INDEX).sum())
 
 
-def summed_token_loss(model, batch: dict) -> torch.Tensor:
-    """Sum of next-token cross-entropies over the batch's target tokens (no mean anywhere)."""
+def summed_token_loss(model, batch: dict, chunk_rows: int | None = None) -> torch.Tensor:
+    """Sum of next-token cross-entropies over the batch's target tokens (no mean anywhere).
+
+    ``chunk_rows``: compute the output head and the loss ``chunk_rows`` target rows at a time, each chunk's
+    logits recomputed in the backward pass instead of kept (``chunked_cross_entropy``); None: all at once."""
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     targets = batch["labels"][:, 1:]
     predicts = F.pad(targets != IGNORE_INDEX, (0, 1), value=False)  # position t predicts label t + 1
     head = _output_head(model)
-    hook = _KeepPositions(predicts)
+    hook = _KeepPositions(predicts, hold=chunk_rows is not None)
     handle = head.register_forward_pre_hook(hook) if head is not None else None
     try:
         logits = model(**inputs, use_cache=False).logits
     finally:
         if handle is not None:
             handle.remove()
+    if hook.held is not None:  # the head saw no rows; the target rows' hidden states go through it in chunks
+        return chunked_cross_entropy(hook.held, head, targets[targets != IGNORE_INDEX], chunk_rows)
     if hook.fired:  # one row per target token; fp32 softmax: bf16 logits lose the small probabilities
         return F.cross_entropy(logits.float(), targets[targets != IGNORE_INDEX], reduction="sum")
     # a model whose head is not a module called on the hidden states: every position's logits
@@ -50,7 +56,8 @@ def summed_token_loss(model, batch: dict) -> torch.Tensor:
 
 
 @torch.no_grad()
-def loss_totals(model, data, collator, batch_size: int = 8, precision: str = "fp32") -> tuple[float, int]:
+def loss_totals(model, data, collator, batch_size: int = 8, precision: str = "fp32",
+                chunk_rows: int | None = None) -> tuple[float, int]:
     """(summed token loss, target tokens) over the whole set, in eval mode (train mode restored after)."""
     was_training = model.training
     model.eval()
@@ -60,32 +67,63 @@ def loss_totals(model, data, collator, batch_size: int = 8, precision: str = "fp
         for start in range(0, len(data), batch_size):
             batch = {k: v.to(device) for k, v in collator(data[start:start + batch_size]).items()}
             with autocast(precision, device):
-                total += summed_token_loss(model, batch).item()
+                total += summed_token_loss(model, batch, chunk_rows).item()
             tokens += target_tokens(batch["labels"])
     finally:
         model.train(was_training)
     return total, tokens
 
 
-def evaluate_loss(model, data, collator, batch_size: int = 8, precision: str = "fp32") -> float:
+def evaluate_loss(model, data, collator, batch_size: int = 8, precision: str = "fp32",
+                  chunk_rows: int | None = None) -> float:
     """Mean loss per target token over the whole set: every token counts once, however the set is
     batched (a mean of batch means would weight the tokens of short batches more)."""
-    total, tokens = loss_totals(model, data, collator, batch_size, precision)
+    total, tokens = loss_totals(model, data, collator, batch_size, precision, chunk_rows)
     return total / max(tokens, 1)
 
 
-class _KeepPositions:
-    """Forward pre-hook for the output head: keep the hidden states of the positions in ``mask``."""
+def _head_loss(head, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(head(hidden).float(), targets, reduction="sum")
 
-    def __init__(self, mask: torch.Tensor):
-        self.mask, self.fired = mask, False
+
+def chunked_cross_entropy(hidden: torch.Tensor, head, targets: torch.Tensor, chunk_rows: int) -> torch.Tensor:
+    """``cross_entropy(head(hidden), targets, reduction="sum")`` without all the logits at once.
+
+    Logits are rows x vocabulary: for 4,096 target tokens and a 128K vocabulary, 2.1 GB in fp32, and the
+    softmax's gradient as much again. Here each chunk of rows goes through the head and the loss under
+    activation checkpointing: its logits are freed as soon as its loss is known and recomputed, one chunk
+    at a time, in the backward pass (the idea of Liger's fused linear cross-entropy and TRL's chunked NLL,
+    with one more head matmul per chunk as the price). The sum is the same, to rounding."""
+    from torch.utils.checkpoint import checkpoint
+
+    if chunk_rows < 1:
+        raise SettingsError(f"loss_chunk_rows must be at least 1, got {chunk_rows}.")
+    if hidden.size(0) <= chunk_rows:
+        return _head_loss(head, hidden, targets)
+    total = hidden.new_zeros((), dtype=torch.float32)
+    for start in range(0, hidden.size(0), chunk_rows):
+        rows = slice(start, start + chunk_rows)
+        total = total + checkpoint(_head_loss, head, hidden[rows], targets[rows], use_reentrant=False)
+    return total
+
+
+class _KeepPositions:
+    """Forward pre-hook for the output head: keep the hidden states of the positions in ``mask``.
+    ``hold``: keep them here instead, and hand the head none (the loss runs the head itself, in chunks)."""
+
+    def __init__(self, mask: torch.Tensor, hold: bool = False):
+        self.mask, self.fired, self.hold, self.held = mask, False, hold, None
 
     def __call__(self, module, args):
         hidden = args[0]
         if self.fired or hidden.dim() != 3 or hidden.shape[:2] != self.mask.shape:
             return None  # not the call on the final hidden states: leave it alone
         self.fired = True
-        return (hidden[self.mask.to(hidden.device)],) + tuple(args[1:])
+        kept = hidden[self.mask.to(hidden.device)]
+        if self.hold:
+            self.held = kept
+            kept = kept[:0]
+        return (kept,) + tuple(args[1:])
 
 
 def _output_head(model):
