@@ -64,6 +64,7 @@ class TrainingConfig:
     early_stopping_patience: int | None = None
     save_total_limit: int | None = None  # keep the newest N checkpoints (None: all)
     loss_chunk_rows: int | None = None  # output head + loss this many target rows at a time (None: all at once)
+    compile: bool = False  # torch.compile the decoder after LoRA is injected
     seed: int = 0
     freeze_layers: int = 0  # full fine-tuning with the embeddings and the first N decoder layers frozen
     tokenizer: str | None = None  # default: the base model's own tokenizer

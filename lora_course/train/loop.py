@@ -53,6 +53,7 @@ class TrainConfig:
     save_steps: int | None = None
     save_total_limit: int | None = None  # keep the newest N checkpoints (None: all)
     loss_chunk_rows: int | None = None  # output head + loss this many target rows at a time (None: all at once)
+    compile: bool = False  # torch.compile the decoder (after LoRA is injected); the head and loss stay eager
     output_dir: str | None = None
     seed: int = 0
     shuffle: bool = True  # False: batches in the order given (to compare trainers batch for batch)
@@ -126,6 +127,8 @@ def train(model, train_data, collator, config: TrainConfig, eval_data=None, resu
         save_checkpoint(out, model, optimizer, scheduler, state, signature, config.save_total_limit)
 
     restore = _enter_training_mode(model, config.gradient_checkpointing)
+    if config.compile:
+        restore = _compile_decoder(model, restore)
     forward_model = _wrap_ddp(model, device) if world > 1 else model
     _reset_peak_memory(device)
     progress = _progress(total_steps, state["step"], config.progress and rank == 0)
@@ -255,6 +258,23 @@ def _enter_training_mode(model, gradient_checkpointing: bool):
             (model.activation_checkpointing_disable if new_api else model.gradient_checkpointing_disable)()
 
     return restore
+
+
+def _compile_decoder(model, restore):
+    """``torch.compile`` the decoder stack in place (the model's ``.model``), and undo it with ``restore``.
+
+    The output head stays outside the compiled graph: the loss hands it only the target rows through a
+    forward pre-hook that changes every batch, which a compiled graph would see as a new graph each step."""
+    decoder = getattr(model, "model", None)
+    if not isinstance(decoder, torch.nn.Module):
+        raise SettingsError(f"compile: {type(model).__name__} has no .model decoder to compile.")
+    decoder.forward = torch.compile(decoder.forward, dynamic=True)  # an instance attribute over the class's method
+
+    def undo():
+        del decoder.forward
+        restore()
+
+    return undo
 
 
 def _join_process_group() -> tuple[int, int]:
