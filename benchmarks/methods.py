@@ -147,22 +147,34 @@ def tables(methods: list[str], out: dict, pairs: list[tuple[str, str]]) -> tuple
                      "optimizer_elements": flops[name]["optimizer_elements"]})
     ratios = []
     for num, den in pairs:
-        ratios.append({**ratio(results, num, den, "step_s"), "name": f"step time {num} / {den}"})
-        ratios.append({**ratio(results, num, den, "cpu_step_s"), "name": f"CPU time per step {num} / {den}"})
+        what = differs(num, den)
+        ratios.append({**ratio(results, num, den, "step_s"), "name": f"step time {num} / {den}", "differs": what})
+        ratios.append({**ratio(results, num, den, "cpu_step_s"), "name": f"CPU time per step {num} / {den}",
+                       "differs": what})
         ratios.append({"name": f"tensor memory {num} / {den}", "ratio": meter[num]["tensors"] / meter[den]["tensors"],
-                       "min": None, "max": None, "note": "exact accounting, deterministic"})
+                       "min": None, "max": None, "note": "exact accounting, deterministic", "differs": what})
         if process:
             a, b = process[num]["above_parent_bytes"], process[den]["above_parent_bytes"]
             ratios.append({"name": f"process memory {num} / {den}", "ratio": a / b if a and b else None,
-                           "min": None, "max": None, "note": "one run each"})
+                           "min": None, "max": None, "note": "one run each", "differs": what})
         ratios.append({"name": f"step FLOPs {num} / {den}", "ratio": flops[num]["total"] / flops[den]["total"],
-                       "min": None, "max": None, "note": "analytic"})
+                       "min": None, "max": None, "note": "analytic", "differs": what})
     table = markdown_table(rows, list(rows[0]))
     breakdown = [{"method": n, **{c: v / 2**20 for c, v in meter[n].items()}} for n in methods]
     table += "\n\nExact tensor accounting of one step, MiB:\n\n" + markdown_table(breakdown, list(breakdown[0]))
     table += "\n\n" + markdown_table([{"ratio": x["name"], "median": x["ratio"], "spread": spread(x)} for x in ratios],
                                      ["ratio", "median", "spread"])
     return rows, ratios, table
+
+
+def differs(num: str, den: str) -> str:
+    """What differs between two methods' runs (same data, order, micro-batch, precision, optimizer)."""
+    what = {("full", "lora"): "what trains: every weight vs LoRA adapters on the attention projections",
+            ("qlora", "lora"): "the base's storage: NF4 dequantized for each matmul vs fp32"}.get((num, den), f"{num} vs {den}")
+    if "qlora" in (num, den) and device().type != "cuda":
+        what += ("; on a CPU bitsandbytes runs its built-in fallback for 4-bit matmuls (no CPU kernel loaded): "
+                 "a CPU handicap, not QLoRA's cost on a GPU")
+    return what
 
 
 def spread(x: dict) -> str:

@@ -84,7 +84,8 @@ def summarize(name: str, out: Path) -> dict:
     ratios = []
     for r in data["ratios"]:
         ratios.append({"name": r.get("name") or f"{r.get('key', '')} {r['of']}", "ratio": r["ratio"],
-                       "min": r.get("min"), "max": r.get("max"), "note": r.get("note", "")})
+                       "min": r.get("min"), "max": r.get("max"), "note": r.get("note", ""),
+                       "differs": r.get("differs", "")})
     return {"ratios": ratios, "machine": data.get("machine"), "model": data.get("model")}
 
 
@@ -141,14 +142,15 @@ def main(argv=None) -> dict:
             summary["benchmarks"][name] = {"status": "failed", "error": f"{type(e).__name__}: {e}",
                                            "seconds": time.perf_counter() - start}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    rows = [{"benchmark": b, "ratio": r["name"], "median": r["ratio"], "spread": _spread(r)}
-            for b, s in summary["benchmarks"].items() for r in s.get("ratios", [])]
+    rows = [{"benchmark": b, "ratio": r["name"], "median": r["ratio"], "spread": _spread(r),
+             "what differs": r.get("differs", "")} for b, s in summary["benchmarks"].items() for r in s.get("ratios", [])]
     skipped = [f"- {b}: {s['status']} ({s.get('reason') or s.get('error')})" for b, s in summary["benchmarks"].items()
                if s["status"] != "ok"]
     (args.out / "summary.md").write_text(
         f"# Benchmark summary\n\nMachine: {summary['machine']['device']}, torch {summary['machine']['torch']}, "
         f"{summary['machine']['cpu_threads']} threads{' (smoke run: numbers mean nothing)' if args.smoke else ''}\n\n"
-        + markdown_table(rows, ["benchmark", "ratio", "median", "spread"]) + "\n\n" + "\n".join(skipped) + "\n")
+        + markdown_table(rows, ["benchmark", "ratio", "median", "spread", "what differs"]) + "\n\n"
+        + "\n".join(skipped) + "\n")
     plot(summary, args.out / "summary.png")
     print((args.out / "summary.md").read_text())
     failed = [b for b, s in summary["benchmarks"].items() if s["status"] == "failed"]
