@@ -40,10 +40,20 @@ class Limits:
     memory_mb: int = 4096  # address space of the kernel
 
 
+def _when(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t else "unknown time"
+
+
 def _pick_notebook(sub: Submission, assignment: str, releases: dict[str, dict]) -> tuple[str, dict, list[str]]:
-    """(file name, notebook, notes) of the submission's notebook for ``assignment``, chosen by content."""
+    """(file name, notebook, notes) of the submission's notebook for ``assignment``.
+
+    The notebooks that are this exercise's (by content) are candidates; among them, one with answers filled in
+    beats a blank or stub copy, then the most recently modified (zip entry time or file time) wins, then the one
+    with more answers. Jupyter's checkpoint copies are never candidates. The first note says which file was
+    graded and why, when there was a choice or the name differs from the exercise's."""
     notes, problems, valid = [], [], []
-    nbs = {k: v for k, v in sub.files.items() if k.lower().endswith(".ipynb")}
+    nbs = {k: v for k, v in sub.files.items() if k.lower().endswith(".ipynb")
+           and ".ipynb_checkpoints" not in k.split("/") and not k.lower().endswith("-checkpoint.ipynb")}
     if not nbs:
         names = ", ".join(sorted(sub.files)) or "nothing"
         raise repair.SubmissionError(f"no notebook (.ipynb) in the submission (found: {names}). Fix: hand in the exercise's .ipynb")
@@ -56,8 +66,9 @@ def _pick_notebook(sub: Submission, assignment: str, releases: dict[str, dict]) 
         valid.append((repair.match_score(nb, releases[assignment]), name, nb))
     if not valid:
         raise repair.SubmissionError(problems[0])
-    score, name, nb = max(valid, key=lambda v: (v[0], v[1]))
-    if score < 0.5:
+    matching = [(name, nb) for score, name, nb in valid if score >= 0.5]
+    if not matching:
+        score, name, nb = max(valid, key=lambda v: (v[0], v[1]))
         others = sorted(((repair.match_score(nb2, rel), a, n) for _, n, nb2 in valid for a, rel in releases.items()
                          if a != assignment), reverse=True)
         if others and others[0][0] >= 0.5:
@@ -65,10 +76,34 @@ def _pick_notebook(sub: Submission, assignment: str, releases: dict[str, dict]) 
                                          f"Fix: hand in {assignment}.ipynb")
         raise repair.SubmissionError(f"{name} does not look like exercise {assignment} (none of its answers or headings "
                                      f"were found). Fix: start from exercises/{assignment}/{assignment}.ipynb")
-    if Path(name).name != f"{assignment}.ipynb":
+    cands = [(repair.answered(nb, releases[assignment]), sub.mtimes.get(name, 0.0), repair.match_score(nb, releases[assignment]),
+              name, nb) for name, nb in matching]
+    pool = [c for c in cands if c[0] > 0] or cands
+    newest = max(c[1] for c in pool)
+    # times within 2 s are the same time (a zip stores them to 2 s; files copied together share one)
+    top = [c for c in pool if c[1] >= newest - 2]
+    n_answers, mtime, _, name, nb = max(top, key=lambda c: (c[0], c[2], Path(c[3]).name == f"{assignment}.ipynb", c[3]))
+    if len(cands) > 1:
+        blank = [c[3] for c in cands if c[0] == 0]
+        older = [c for c in pool if c not in top]
+        same = [c[3] for c in top if c[3] != name]
+        why = []
+        if n_answers and blank:
+            why.append(f"it has answers filled in, {', '.join(blank)} {'has' if len(blank) == 1 else 'have'} none")
+        if not n_answers:
+            why.append("none of them has answers filled in")
+        if older:
+            why.append(f"it is the most recently modified ({_when(mtime)}) of those with answers; older: "
+                       + ", ".join(f"{c[3]} ({_when(c[1])})" for c in older))
+        if same:
+            why.append(f"of those modified at the same time ({', '.join(same)}), it has the most answers and cells "
+                       "of the exercise")
+        notes.append(f"graded {name}, one of {len(cands)} copies of {assignment}: " + "; ".join(why))
+    elif Path(name).name != f"{assignment}.ipynb":
         notes.append(f"graded {name} (matched to {assignment}.ipynb by its content)")
-    if len(nbs) > 1:
-        notes.append(f"{len(nbs) - 1} other file(s) in the submission ignored: {', '.join(sorted(set(nbs) - {name}))}")
+    ignored = sorted(set(nbs) - {name})
+    if ignored:
+        notes.append(f"{len(ignored)} other file(s) in the submission ignored: {', '.join(ignored)}")
     return name, nb, notes
 
 
