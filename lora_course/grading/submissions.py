@@ -125,9 +125,10 @@ class _Builder:
             section_like = bool(SECTION_NAME.match(name))
             lms_inside = any(CANVAS.match(Path(p).name) or MOODLE.match(Path(p).name) for p in direct) or \
                 any(MOODLE.match(n) for n in nested)
+            n_direct = sum(p.lower().endswith(".ipynb") for p in direct)
             if allow_sections and not is_moodle and (
-                    (not _has_nb(direct) and (len(folders_with_nb) >= 2 or (folders_with_nb and section_like)))
-                    or lms_inside or (section_like and sum(p.lower().endswith(".ipynb") for p in direct) >= 2)):
+                    (not n_direct and len(folders_with_nb) >= 2) or lms_inside
+                    or (section_like and (folders_with_nb or n_direct >= 2))):
                 if _has_nb(direct) and folders_with_nb:
                     self.warnings.append(f"ambiguous: {prefix}{name}/ holds both notebooks and folders of notebooks; "
                                          "read as a section (its notebooks as students by file name)")
@@ -167,7 +168,8 @@ def _group_class(entries: dict[str, tuple[bytes, float]]) -> Class:
     wrapper = []
     # a zip of one folder holding the class (sub-folders, or several notebooks): look inside it, unless that one
     # folder is a single student's (one notebook) or is named as Moodle names a student's folder
-    while len(tops) == 1 and all("/" in k for k in entries) and not MOODLE.match(next(iter(tops))) and (
+    while len(tops) == 1 and all("/" in k for k in entries) and not MOODLE.match(next(iter(tops))) \
+            and not SECTION_NAME.match(next(iter(tops))) and (
             any(k.count("/") >= 2 for k in entries) or sum(k.endswith(".ipynb") for k in entries) > 1):
         wrapper.append(next(iter(tops)))
         entries = {k.split("/", 1)[1]: v for k, v in entries.items()}
