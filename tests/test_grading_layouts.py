@@ -4,7 +4,6 @@ instructor's environment. One grading run covers the end-to-end cases; the rest 
 
 from __future__ import annotations
 
-import copy
 import csv
 import json
 import os
@@ -19,7 +18,13 @@ from lora_course.grading import repair
 from lora_course.grading.feedback import hidden_test_lines
 from lora_course.grading.pipeline import _pick_notebook, grade
 from lora_course.grading.submissions import read_class, read_submissions
-from lora_course.grading.synthetic import A, CLASS_LIMITS, _correct, _variant, _with_answer
+from lora_course.grading.synthetic import (
+    CLASS_LIMITS,
+    A,
+    _correct,
+    _variant,
+    _with_answer,
+)
 from lora_course.grading.variants import dumps, exercise, fill, solution_answers
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -235,8 +240,8 @@ def test_sections_in_a_wrapping_folder(tmp_path, nb_bytes):
                    ("section-B", "dave"): ["dave.ipynb"]}
     assert "2 section folder(s)" in k.layout and "inside export/" in k.layout
     # a section holding both a student's notebook and student folders is graded as above, and said to be unusual
-    assert k.warnings == ["ambiguous: section-B/ holds both notebooks and folders of notebooks; read as a section "
-                          "(its notebooks as students by file name)"]
+    assert k.warnings == [("ambiguous: section-B/ holds both notebooks and folders of notebooks; read as a section "
+                           "(its notebooks as students by file name)")]
 
 
 def test_canvas_export_one_student_per_user_id(tmp_path, nb_bytes):
@@ -346,9 +351,9 @@ def test_layouts_splits_copies_lms_outputs_and_a_clean_environment_end_to_end(tm
     assert {r["student"]: float(r["score"]) for r in rows} == expected
     assert all((out / "feedback" / r["feedback_file"]).is_file() for r in rows)
     hidden = hidden_test_lines(ROOT / "solutions" / A / f"{A}.ipynb")
-    for student in expected:
+    for student, points in expected.items():
         res = json.loads((out / "results" / f"{student}.json").read_text())
-        assert set(res) == {"score", "max_score", "tests", "output"} and res["score"] == expected[student]
+        assert set(res) == {"score", "max_score", "tests", "output"} and res["score"] == points
         assert res["max_score"] == 8 and sum(t["max_score"] for t in res["tests"]) == 8
         assert all(set(t) == {"name", "score", "max_score", "output"} for t in res["tests"])
         text = json.dumps(res)

@@ -68,7 +68,7 @@ def _pick_notebook(sub: Submission, assignment: str, releases: dict[str, dict]) 
         raise repair.SubmissionError(problems[0])
     matching = [(name, nb) for score, name, nb in valid if score >= 0.5]
     if not matching:
-        score, name, nb = max(valid, key=lambda v: (v[0], v[1]))
+        name = max(valid, key=lambda v: (v[0], v[1]))[1]
         others = sorted(((repair.match_score(nb2, rel), a, n) for _, n, nb2 in valid for a, rel in releases.items()
                          if a != assignment), reverse=True)
         if others and others[0][0] >= 0.5:
