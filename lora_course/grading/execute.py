@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from nbclient.exceptions import DeadKernelError
+from nbclient.util import run_sync
 from nbformat.notebooknode import NotebookNode
 from nbformat.v4 import new_code_cell
 from nbgrader.preprocessors import Execute
@@ -19,6 +20,16 @@ def error_output(ename: str, evalue: str) -> NotebookNode:
 
 
 class GuardedExecute(Execute):
+    # the kernel's whole environment when set (the worker sets it): nothing of the grader's own is inherited
+    kernel_env: dict | None = None
+
+    async def async_start_new_kernel(self, **kwargs):
+        if self.kernel_env is not None:
+            kwargs["env"] = dict(self.kernel_env)
+        return await super().async_start_new_kernel(**kwargs)
+
+    start_new_kernel = run_sync(async_start_new_kernel)
+
     def preprocess(self, nb, resources=None, km=None):
         self._dead = None
         self._started = False

@@ -30,7 +30,7 @@ from pathlib import Path
 from lora_course.errors import GradingSetupError, SubmissionError
 from lora_course.grading import feedback, repair
 from lora_course.grading.course import assignments, course_root, make_course, package_parent
-from lora_course.grading.submissions import Submission, read_submissions
+from lora_course.grading.submissions import Submission, read_class
 
 
 @dataclass
@@ -40,10 +40,20 @@ class Limits:
     memory_mb: int = 4096  # address space of the kernel
 
 
+def _when(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t else "unknown time"
+
+
 def _pick_notebook(sub: Submission, assignment: str, releases: dict[str, dict]) -> tuple[str, dict, list[str]]:
-    """(file name, notebook, notes) of the submission's notebook for ``assignment``, chosen by content."""
+    """(file name, notebook, notes) of the submission's notebook for ``assignment``.
+
+    The notebooks that are this exercise's (by content) are candidates; among them, one with answers filled in
+    beats a blank or stub copy, then the most recently modified (zip entry time or file time) wins, then the one
+    with more answers. Jupyter's checkpoint copies are never candidates. The first note says which file was
+    graded and why, when there was a choice or the name differs from the exercise's."""
     notes, problems, valid = [], [], []
-    nbs = {k: v for k, v in sub.files.items() if k.lower().endswith(".ipynb")}
+    nbs = {k: v for k, v in sub.files.items() if k.lower().endswith(".ipynb")
+           and ".ipynb_checkpoints" not in k.split("/") and not k.lower().endswith("-checkpoint.ipynb")}
     if not nbs:
         names = ", ".join(sorted(sub.files)) or "nothing"
         raise repair.SubmissionError(f"no notebook (.ipynb) in the submission (found: {names}). Fix: hand in the exercise's .ipynb")
@@ -56,8 +66,9 @@ def _pick_notebook(sub: Submission, assignment: str, releases: dict[str, dict]) 
         valid.append((repair.match_score(nb, releases[assignment]), name, nb))
     if not valid:
         raise repair.SubmissionError(problems[0])
-    score, name, nb = max(valid, key=lambda v: (v[0], v[1]))
-    if score < 0.5:
+    matching = [(name, nb) for score, name, nb in valid if score >= 0.5]
+    if not matching:
+        name = max(valid, key=lambda v: (v[0], v[1]))[1]
         others = sorted(((repair.match_score(nb2, rel), a, n) for _, n, nb2 in valid for a, rel in releases.items()
                          if a != assignment), reverse=True)
         if others and others[0][0] >= 0.5:
@@ -65,10 +76,34 @@ def _pick_notebook(sub: Submission, assignment: str, releases: dict[str, dict]) 
                                          f"Fix: hand in {assignment}.ipynb")
         raise repair.SubmissionError(f"{name} does not look like exercise {assignment} (none of its answers or headings "
                                      f"were found). Fix: start from exercises/{assignment}/{assignment}.ipynb")
-    if Path(name).name != f"{assignment}.ipynb":
+    cands = [(repair.answered(nb, releases[assignment]), sub.mtimes.get(name, 0.0), repair.match_score(nb, releases[assignment]),
+              name, nb) for name, nb in matching]
+    pool = [c for c in cands if c[0] > 0] or cands
+    newest = max(c[1] for c in pool)
+    # times within 2 s are the same time (a zip stores them to 2 s; files copied together share one)
+    top = [c for c in pool if c[1] >= newest - 2]
+    n_answers, mtime, _, name, nb = max(top, key=lambda c: (c[0], c[2], Path(c[3]).name == f"{assignment}.ipynb", c[3]))
+    if len(cands) > 1:
+        blank = [c[3] for c in cands if c[0] == 0]
+        older = [c for c in pool if c not in top]
+        same = [c[3] for c in top if c[3] != name]
+        why = []
+        if n_answers and blank:
+            why.append(f"it has answers filled in, {', '.join(blank)} {'has' if len(blank) == 1 else 'have'} none")
+        if not n_answers:
+            why.append("none of them has answers filled in")
+        if older:
+            why.append(f"it is the most recently modified ({_when(mtime)}) of those with answers; older: "
+                       + ", ".join(f"{c[3]} ({_when(c[1])})" for c in older))
+        if same:
+            why.append(f"of those modified at the same time ({', '.join(same)}), it has the most answers and cells "
+                       "of the exercise")
+        notes.append(f"graded {name}, one of {len(cands)} copies of {assignment}: " + "; ".join(why))
+    elif Path(name).name != f"{assignment}.ipynb":
         notes.append(f"graded {name} (matched to {assignment}.ipynb by its content)")
-    if len(nbs) > 1:
-        notes.append(f"{len(nbs) - 1} other file(s) in the submission ignored: {', '.join(sorted(set(nbs) - {name}))}")
+    ignored = sorted(set(nbs) - {name})
+    if ignored:
+        notes.append(f"{len(ignored)} other file(s) in the submission ignored: {', '.join(ignored)}")
     return name, nb, notes
 
 
@@ -182,7 +217,8 @@ def grade(assignment: str, submissions: str | Path, out_dir: str | Path, *, jobs
     sub_path = Path(submissions).resolve()
     if out.resolve() == sub_path or sub_path in out.resolve().parents:
         raise GradingSetupError("the output folder is inside the submissions. Fix: write the grades somewhere else (--out)")
-    subs = read_submissions(sub_path)
+    klass = read_class(sub_path)
+    subs = klass.submissions
     if not subs:
         raise SubmissionError(f"no submissions found in {submissions}. Fix: pass the folder or zip the class handed in")
     progress = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -216,7 +252,8 @@ def grade(assignment: str, submissions: str | Path, out_dir: str | Path, *, jobs
             ids_seen[sid] = ids_seen.get(sid, 0) + 1
             if ids_seen[sid] > 1:
                 sid = f"{sid}_{ids_seen[sid]}"
-            base = {"student": sub.student, "student_id": sid, "notes": []}
+            base = {"student": sub.student, "student_id": sid, "notes": [], "section": sub.section, "lms": sub.lms,
+                    "identifier": sub.identifier, "origin": sub.origin}
             try:
                 name, nb, notes = _pick_notebook(sub, assignment, releases)
                 fixed = repair.repair(nb, release_nb)
@@ -236,6 +273,9 @@ def grade(assignment: str, submissions: str | Path, out_dir: str | Path, *, jobs
             results[sid] = {**base, "file": name, "notes": notes + fixed.notes}
             pending.append((sid, work / "job.json", sandbox))
 
+        roster = _roster(results, klass)
+        for line in roster["lines"]:
+            progress(line)
         done = len(results) - len(pending)
         progress(f"grading {len(pending)} notebook(s) of {len(subs)} submission(s), {jobs} at a time"
                  + (f"; {done} could not be graded" if done else ""))
@@ -278,14 +318,38 @@ def grade(assignment: str, submissions: str | Path, out_dir: str | Path, *, jobs
             for _, _, sandbox in pending:
                 _kill_kernel(sandbox)
         elapsed = time.perf_counter() - t0
-        return _write_outputs(out, assignment, results, source_nb, hidden, elapsed, jobs, root)
+        return _write_outputs(out, assignment, results, source_nb, hidden, elapsed, jobs, root, roster)
     finally:
         shutil.rmtree(private, ignore_errors=True)
         shutil.rmtree(sandboxes, ignore_errors=True)
 
 
+ROSTER_LINES = 12
+
+
+def _roster(results: dict, klass) -> dict:
+    """The students as derived from the layout, with the file chosen for each: printed before grading starts (so
+    a wrong grouping shows at once) and kept in summary.json."""
+    students = [{"student": r["student"], "student_id": r["student_id"], "section": r["section"], "lms": r["lms"],
+                 "identifier": r["identifier"], "file": r.get("file", ""),
+                 "why": next((n for n in r.get("notes", []) if n.startswith("graded ")), ""),
+                 **({"error": r["error"]} if r.get("error") else {})} for r in results.values()]
+    lines = [f"{len(students)} student(s) found: {klass.layout}"]
+    for st in students[:ROSTER_LINES]:
+        where = f"[{st['section']}] " if st["section"] else ""
+        lines.append(f"  {where}{st['student']} <- {st['file'] or '(no notebook: ' + st.get('error', '')[:60] + ')'}"
+                     + (" (chosen among several)" if st["why"].startswith("graded ") and "copies" in st["why"] else ""))
+    if len(students) > ROSTER_LINES:
+        lines.append(f"  ... and {len(students) - ROSTER_LINES} more (all in summary.json, \"students\")")
+    for w in klass.warnings[:20]:
+        lines.append(f"warning: {w}")
+    if len(klass.warnings) > 20:
+        lines.append(f"warning: ... and {len(klass.warnings) - 20} more (summary.json, \"layout\")")
+    return {"layout": klass.layout, "warnings": klass.warnings, "students": students, "lines": lines}
+
+
 def _write_outputs(out: Path, assignment: str, results: dict, source_nb: dict, hidden: list[str], elapsed: float,
-                   jobs: int, course: Path) -> dict:
+                   jobs: int, course: Path, roster: dict | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     (out / "feedback").mkdir(exist_ok=True)
     tests = [repair.nbmeta(c)["grade_id"] for c in source_nb["cells"] if repair.nbmeta(c).get("grade")]
@@ -300,6 +364,7 @@ def _write_outputs(out: Path, assignment: str, results: dict, source_nb: dict, h
                         r.get("error") or " | ".join(r.get("notes", []))])
     for r in rows:
         (out / "feedback" / f"{r['student_id']}.html").write_text(feedback.render(r, assignment, hidden))
+    _write_lms(out, rows, hidden)
     graded = [r for r in rows if r["status"] == "graded"]
     max_score = graded[0]["max_score"] if graded else 0
     pass_rates = {}
@@ -324,6 +389,8 @@ def _write_outputs(out: Path, assignment: str, results: dict, source_nb: dict, h
         "failed_checks": {r["student"]: {t["name"]: "; ".join(t["errors"])[-300:] for t in r["tests"]
                                          if not t["manual"] and t["score"] < t["max"]} for r in graded},
         "repaired": {r["student"]: r["notes"] for r in rows if r.get("notes")},
+        "layout": {"found": (roster or {}).get("layout"), "warnings": (roster or {}).get("warnings", [])},
+        "students": (roster or {}).get("students", []),
         "seconds": round(elapsed, 1), "jobs": jobs,
         "submissions_per_minute": round(len(rows) / elapsed * 60, 2) if elapsed else None,
     }
@@ -335,7 +402,44 @@ def _write_outputs(out: Path, assignment: str, results: dict, source_nb: dict, h
     md += ["", "| check | pass rate |", "|---|---|"] + [f"| {k} | {v:.0%} |" for k, v in pass_rates.items()]
     if summary["not_graded"]:
         md += ["", "## Not graded", ""] + [f"- {k}: {v}" for k, v in summary["not_graded"].items()]
+    if summary["layout"]["warnings"]:
+        md += ["", "## Layout warnings", ""] + [f"- {w}" for w in summary["layout"]["warnings"]]
     md += ["", f"{len(rows)} submissions in {elapsed:.0f} s with {jobs} worker(s): "
            f"{summary['submissions_per_minute']} submissions/min"]
     (out / "summary.md").write_text("\n".join(md) + "\n")
     return summary
+
+
+LMS_COLUMNS = ["student", "identifier", "lms", "section", "score", "max_score", "feedback_file", "status"]
+
+
+def _write_lms(out: Path, rows: list[dict], hidden: list[str]) -> None:
+    """``grades-lms.csv``: one row per student, what a Canvas or Moodle grade import needs (autograder/README.md
+    maps the columns); ``results/<student>.json``: Gradescope's results format. Neither holds hidden test source:
+    messages are scrubbed as in the feedback. A submission that could not be graded has an empty score (an
+    import leaves its grade unchanged) and its status says why."""
+    (out / "results").mkdir(exist_ok=True)
+    graded_max = next((r["max_score"] for r in rows if r["status"] == "graded"), 0)
+    with open(out / "grades-lms.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(LMS_COLUMNS)
+        for r in rows:
+            ok = r["status"] == "graded"
+            w.writerow([r["student"], r.get("identifier") or r["student"], r.get("lms", ""), r.get("section", ""),
+                        f"{r['score']:g}" if ok else "", f"{r.get('max_score', graded_max) if ok else graded_max:g}",
+                        f"{r['student_id']}.html", "graded" if ok else "not graded: " + r.get("error", "")[:200]])
+    for r in rows:
+        tests = [{"name": t["name"], "score": t["score"], "max_score": t["max"],
+                  "output": "passed" if t["score"] == t["max"] else
+                  feedback.scrub("; ".join(t.get("errors") or []) or "failed", hidden)}
+                 for t in r.get("tests", []) if not t["manual"]]  # written answers: graded by hand, not here
+        output = (f"Could not be graded: {r.get('error', '')}" if r["status"] != "graded" else
+                  f"Autograded {r['score']:g} / {r['max_score']:g}" + (
+                      f" (plus {r['manual_pending']:g} point(s) of written answers graded by hand)"
+                      if r.get("manual_pending") else ""))
+        if r.get("notes"):
+            output += "\n" + "\n".join(f"- {n}" for n in r["notes"])
+        result = {"score": r.get("score", 0.0) if r["status"] == "graded" else 0.0,
+                  "max_score": r.get("max_score", graded_max) if r["status"] == "graded" else graded_max,
+                  "tests": tests, "output": feedback.scrub(output, hidden, limit=4000)}
+        (out / "results" / f"{r['student_id']}.json").write_text(json.dumps(result, indent=1) + "\n")

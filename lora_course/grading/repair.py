@@ -152,6 +152,74 @@ def _roles(scells: list[dict], rel_cells: list[dict]) -> list[tuple[str | None, 
     return roles
 
 
+TOP_DEF_RE = re.compile(r"^(?:async\s+)?(?:def|class)\s+([A-Za-z_]\w*)", re.M)
+
+
+def _top_defs(src: str) -> set[str]:
+    """The names a cell defines at its top level (functions and classes)."""
+    return set(TOP_DEF_RE.findall(src))
+
+
+def _answer_groups(scells: list[dict], roles: list, rel_by_id: dict, answer_ids: list[str]):
+    """Where each student cell that belongs to an answer runs, as the student's notebook would run it.
+
+    A code cell belongs to the answers whose names (the functions and classes the released answer cell defines)
+    it defines, whatever its metadata; a cell recognised as an answer (by metadata or content) belongs to that
+    answer too. It runs at the slot of the latest of those answers in the released notebook, and never before a
+    slot where an earlier student cell defining one of the same names runs: so cells run in the notebook's order
+    wherever they define the same thing, the later definition wins, and a released stub (which runs at its own
+    slot, before every student definition of its names) never overwrites a student's definition. Cells that are
+    (still) the released stub are not run at all. Other code cells the student added (helpers) run at the slot of
+    the student cell before them (before the first answer if none).
+
+    Returns (groups: answer id -> indices of the cells that define it, stub_seen: answer id -> index of its last
+    untouched stub, placed: cell index -> (answer id of its slot or None, whether it defines an answer))."""
+    slot = {aid: k for k, aid in enumerate(answer_ids)}
+    names = {aid: _top_defs(text(rel_by_id[aid])) for aid in answer_ids}
+    owner = {n: aid for aid in answer_ids for n in names[aid]}
+    groups: dict[str, list[int]] = {}
+    stub_seen: dict[str, int] = {}
+    placed: dict[int, tuple[str | None, bool]] = {}
+    last_slot_of_name: dict[str, int] = {}
+    current = -1  # slot index the previous placed cell runs at
+    for i, (c, (key, how)) in enumerate(zip(scells, roles)):
+        src = text(c)
+        if not src.strip():
+            continue
+        code = c.get("cell_type") == "code"
+        defs = _top_defs(src) if code or key in slot else set()
+        aids = {owner[n] for n in defs if n in owner}
+        if key in slot:
+            aids.add(key)
+        elif key is not None and how != "similar":
+            continue  # a locked, test or written cell: those come from the release
+        if aids:
+            stubs = [a for a in aids if _is_stub(src, text(rel_by_id[a]))]
+            if stubs:
+                for a in stubs:
+                    stub_seen[a] = i
+                continue
+            k = max([slot[a] for a in aids] + [last_slot_of_name.get(n, -1) for n in defs])
+            for n in defs:
+                last_slot_of_name[n] = k
+            placed[i] = (answer_ids[k], True)
+            for a in aids:
+                groups.setdefault(a, []).append(i)
+            current = k
+        elif key is None and code and src.strip():
+            placed[i] = (answer_ids[current] if current >= 0 else None, False)
+    return groups, stub_seen, placed
+
+
+def answered(student: dict, release: dict) -> int:
+    """How many of the release's answers the student's notebook defines with something other than the stub."""
+    rel_by_id = {nbmeta(c)["grade_id"]: c for c in release["cells"] if nbmeta(c).get("grade_id")}
+    answer_ids = [g for g, c in rel_by_id.items() if kind(c) == "answer"]
+    scells = [c for c in student.get("cells", []) if isinstance(c, dict)]
+    groups, _, placed = _answer_groups(scells, _roles(scells, release["cells"]), rel_by_id, answer_ids)
+    return sum(1 for aid in answer_ids if any(placed.get(i, (None, False))[1] for i in groups.get(aid, [])))
+
+
 def repair(student: dict, release: dict) -> Repaired:
     notes: list[str] = []
     rel_cells = release["cells"]
@@ -166,18 +234,27 @@ def repair(student: dict, release: dict) -> Repaired:
         if key:
             found.setdefault(key, []).append(i)
 
+    groups, stub_seen, placed = _answer_groups(scells, roles, rel_by_id, answer_ids)
     chosen: dict[str, int] = {}
     for aid in answer_ids:
-        cands = found.get(aid, [])
-        if not cands:
-            notes.append(f"answer '{aid}' was not found in the notebook: graded as unanswered")
+        defining = [i for i in groups.get(aid, []) if i in placed and placed[i][1]]
+        if not defining:
+            if aid not in stub_seen:
+                notes.append(f"answer '{aid}' was not found in the notebook: graded as unanswered")
             continue
-        real = [i for i in cands if not _is_stub(text(scells[i]), text(rel_by_id[aid]))]
-        if len(cands) > 1:
-            notes.append(f"answer '{aid}' appears {len(cands)} times: graded the last one the student filled in")
-        chosen[aid] = (real or cands)[-1]
-        if scells[chosen[aid]].get("cell_type") != "code":
-            notes.append(f"answer '{aid}' had been turned into a {scells[chosen[aid]].get('cell_type')} cell: graded as code")
+        names = _top_defs(text(rel_by_id[aid]))
+        per_name = {n: sum(n in _top_defs(text(scells[i])) for i in defining) for n in names}
+        if len(defining) > 1 and max(per_name.values(), default=0) > 1:
+            notes.append(f"answer '{aid}' appears {len(defining)} times: all run in the notebook's order, "
+                         "so the last definition counts")
+        elif len(defining) > 1:
+            notes.append(f"answer '{aid}' is written across {len(defining)} cells: run together, in the notebook's order")
+        if aid in stub_seen and stub_seen[aid] < defining[-1]:
+            notes.append(f"answer '{aid}': its cell was left as released; the definition written in another cell "
+                         "is graded (the released stub is not run)")
+        for i in defining:
+            if scells[i].get("cell_type") != "code":
+                notes.append(f"answer '{aid}' had been turned into a {scells[i].get('cell_type')} cell: graded as code")
     for wid in written_ids:
         cands = found.get(wid, [])
         if not cands:  # by position: the first markdown cell the student wrote after the question
@@ -208,34 +285,42 @@ def repair(student: dict, release: dict) -> Repaired:
     if list(dict.fromkeys(order)) != expected:
         notes.append("cells were moved: graded in the source's order")
 
-    # cells the student added (helpers) are kept in their order, after the answer they followed
-    chosen_at = {i: g for g, i in chosen.items()}
-    inserted: dict[str | None, list] = {}
-    last_answer = None
-    for i, c in enumerate(scells):
-        if chosen_at.get(i) in answer_ids:
-            last_answer = chosen_at[i]
-        elif roles[i] == (None, "inserted") and c.get("cell_type") == "code" and text(c).strip():
-            inserted.setdefault(last_answer, []).append(nbformat.v4.new_code_cell(text(c)))
-    n_inserted = sum(len(v) for v in inserted.values())
+    # every student cell that defines (part of) an answer, or that the student added (helpers), runs in the
+    # notebook's order at the answer slot it belongs to (see _answer_groups); the slot's cell holds the last
+    # definition, the others are put before and after it
+    n_inserted = sum(1 for i, (_, defines) in placed.items() if not defines)
     if n_inserted:
         notes.append(f"{n_inserted} code cell(s) added by the student kept and run before the tests")
+    at_slot: dict[str | None, list[int]] = {}
+    for i in sorted(placed):
+        at_slot.setdefault(placed[i][0], []).append(i)
 
     graded = copy.deepcopy(release)
     final, tests = [], []
     for cell in graded["cells"]:
         gid = nbmeta(cell).get("grade_id")
-        if gid in chosen:
+        if gid in chosen:  # written answers
             cell["source"] = text(scells[chosen[gid]])
         if kind(cell) == "test":
             tests.append(cell)
             continue
         if answer_ids and gid == answer_ids[0]:
-            final.extend(inserted.pop(None, []))
+            final.extend(nbformat.v4.new_code_cell(text(scells[i])) for i in at_slot.pop(None, []))
+        if gid in answer_ids and at_slot.get(gid):
+            group = at_slot.pop(gid)
+            last = max(i for i in group if placed[i][1])
+            for i in group:
+                if i == last:
+                    cell["source"] = text(scells[i])
+                    if cell.get("cell_type") != "code":
+                        cell.update(cell_type="code", outputs=[], execution_count=None)
+                    final.append(cell)
+                else:
+                    final.append(nbformat.v4.new_code_cell(text(scells[i])))
+            continue
         final.append(cell)
-        final.extend(inserted.pop(gid, []) if gid else [])
-    for rest in inserted.values():
-        final.extend(rest)
+    for rest in at_slot.values():
+        final.extend(nbformat.v4.new_code_cell(text(scells[i])) for i in rest)
     graded["cells"] = final + tests
     node = nbformat.from_dict(graded)
     for i, cell in enumerate(node.cells):

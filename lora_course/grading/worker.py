@@ -15,6 +15,42 @@ import sys
 from pathlib import Path
 
 
+# what the kernel keeps of the grader's environment: nothing that could hold a secret (tokens, keys, passwords,
+# proxies with credentials); everything else it needs is set explicitly in kernel_environment
+KEPT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES", "SYSTEMROOT")
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+                    "VECLIB_MAXIMUM_THREADS")
+
+
+def kernel_environment(job: dict, base: dict | None = None) -> dict:
+    """The student kernel's entire environment: a few variables of the grader's (KEPT, and the cache locations,
+    absolute paths, that the sandbox may move into the kernel's folder), a HOME and TMPDIR of its own, the
+    PYTHONPATH that finds lora_course, one thread per library, and the sandbox's settings. Nothing else of the
+    instructor's shell reaches code being graded (HF_TOKEN, GITHUB_TOKEN, AWS_SECRET_ACCESS_KEY, ...)."""
+    from lora_course.grading.sandbox_kernel import _is_cache_variable
+
+    base = dict(os.environ if base is None else base)
+    sandbox = job["sandbox"]
+    env = {k: base[k] for k in KEPT if base.get(k)}
+    env.setdefault("PATH", os.defpath)
+    env.setdefault("LANG", "C.UTF-8")
+    env.update({k: v for k, v in base.items() if _is_cache_variable(k) and os.path.isabs(v)})
+    env.update({k: "1" for k in THREAD_VARIABLES})
+    env.update({
+        "HOME": sandbox, "TMPDIR": sandbox, "PYTHONPATH": job["pythonpath"], "PYTHONNOUSERSITE": "1",
+        "LORA_COURSE_SANDBOX_DIR": sandbox,
+        "LORA_COURSE_SANDBOX_MEMORY_MB": str(job.get("memory_mb", 0)),
+        "LORA_COURSE_SANDBOX_CPU_S": str(job.get("cpu_s", 0)),
+        "LORA_COURSE_SANDBOX_UID": str(job.get("uid", 65534)),
+        "LORA_COURSE_SANDBOX_HIDE": os.pathsep.join(job.get("hide", [])),
+        "LORA_COURSE_PROFILE": "fast",
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "LORA_COURSE_GUARD_MODULES": ",".join(job.get("guard_packages", [])),
+    })
+    return env
+
+
 def _kernelspec(root: Path, env: dict) -> None:
     spec = root / "kernels" / "lora-course-sandbox"
     spec.mkdir(parents=True, exist_ok=True)
@@ -40,19 +76,7 @@ def run(job: dict) -> dict:
     shutil.copy(job["notebook"], dest / f"{a}.ipynb")
 
     sandbox = Path(job["sandbox"])
-    env = {
-        "LORA_COURSE_SANDBOX_DIR": str(sandbox),
-        "LORA_COURSE_SANDBOX_MEMORY_MB": str(job.get("memory_mb", 0)),
-        "LORA_COURSE_SANDBOX_CPU_S": str(job.get("cpu_s", 0)),
-        "LORA_COURSE_SANDBOX_UID": str(job.get("uid", 65534)),
-        "LORA_COURSE_SANDBOX_HIDE": os.pathsep.join(job.get("hide", [])),
-        "LORA_COURSE_PROFILE": "fast",
-        "HF_HUB_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        "OMP_NUM_THREADS": "1",
-        "PYTHONPATH": job["pythonpath"],
-        "LORA_COURSE_GUARD_MODULES": ",".join(job.get("guard_packages", [])),
-    }
+    env = kernel_environment(job)
     _kernelspec(work, env)
     os.environ["JUPYTER_PATH"] = str(work)
     os.environ["JUPYTER_RUNTIME_DIR"] = str(sandbox)
@@ -63,6 +87,7 @@ def run(job: dict) -> dict:
     from nbgrader.converters import Autograde
     from nbgrader.preprocessors import Execute
 
+    GuardedExecute.kernel_env = env
     cfg.Autograde.autograde_preprocessors = [GuardedExecute if p is Execute else p
                                              for p in Autograde().autograde_preprocessors]
     with _quiet():
