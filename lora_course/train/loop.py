@@ -244,7 +244,8 @@ def _enter_training_mode(model, gradient_checkpointing: bool):
         model.config.use_cache = False  # a cache is useless in training and breaks checkpointing
     if gradient_checkpointing and not had_checkpointing:
         # Non-reentrant checkpointing works when the inputs of a block need no gradient (frozen
-        # embeddings under LoRA); the reentrant kind silently drops the adapters' gradients there.
+        # embeddings under LoRA); the reentrant kind drops the adapters' gradients there (torch only warns that
+        # "None of the inputs have requires_grad=True").
         if new_api:
             model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         else:
