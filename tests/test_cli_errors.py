@@ -114,3 +114,54 @@ def test_no_module_of_the_cli_keeps_its_own_list_of_exceptions():
     for path in Path(lora_course.cli.__file__).parent.glob("*.py"):
         text = path.read_text()
         assert "except (" not in text and "UserError" not in text, path.name
+
+
+def test_params_and_memory_name_a_bad_argument_or_config_in_one_line(tmp_path, capsys):
+    assert main(["params", "lora-course/tiny-random-llama", "--layers", "0,a"]) == 2
+    assert "--layers" in capsys.readouterr().err
+    bad = tmp_path / "config.json"
+    bad.write_text('{"model_type": "not-a-model", "hidden_size": 8}')
+    for command in (["params", str(bad)], ["memory", str(bad)]):
+        assert main(command) == 2, command
+        err = capsys.readouterr().err
+        assert "Fix:" in err and "Traceback" not in err and "config.json" in err
+
+
+def test_compare_reads_the_data_before_the_first_method_trains(tmp_path, capsys, no_model_loads):
+    config = tmp_path / "c.yml"
+    config.write_text(TINY_CONFIG.format(out=tmp_path / "run", data=tmp_path / "missing.jsonl"))
+    assert main(["compare", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "missing.jsonl" in err and "does not exist" in err and not (tmp_path / "run-compare").exists()
+
+
+@pytest.mark.parametrize("path, local", [("org/name", False), ("imdb", False), ("C:/data", True),
+                                         ("C:\\data\\train", True), ("./train", True), ("data/train.jsonl", True)])
+def test_a_data_path_is_a_file_or_a_hub_id(path, local):
+    from lora_course.config.datasets import looks_local
+
+    assert looks_local(path) == local
+
+
+def test_a_jsonl_file_with_a_byte_order_mark_reads(tmp_path):
+    from lora_course.config import DatasetSpec
+    from lora_course.config.datasets import load_records
+
+    path = tmp_path / "excel.jsonl"
+    path.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n',
+                    encoding="utf-8-sig")
+    assert load_records(DatasetSpec(path=str(path)))[0]["messages"][1]["content"] == "yo"
+
+
+def test_the_chunked_loss_refuses_a_model_that_transforms_its_logits():
+    import torch
+
+    from lora_course.errors import SettingsError
+    from lora_course.models import tiny_model
+    from lora_course.train import summed_token_loss
+
+    model, _ = tiny_model(seed=0)
+    model.config.final_logit_softcapping = 30.0
+    ids = torch.randint(3, 100, (1, 8))
+    with pytest.raises(SettingsError, match="final_logit_softcapping"):
+        summed_token_loss(model, {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}, 4)

@@ -371,3 +371,46 @@ def test_a_compiled_run_trains_as_the_eager_one(examples, collate):
         histories[compiled] = [r["loss"] for r in result.history]
         assert not hasattr(model.model.forward, "_torchdynamo_orig_callable")  # restored
     assert histories[True] == pytest.approx(histories[False], abs=1e-3)
+
+
+def test_a_fresh_run_into_a_folder_with_checkpoints_is_refused_and_a_fresh_log_starts(examples, collate, tmp_path):
+    from lora_course.errors import OutputExistsError
+
+    config = TrainConfig(micro_batch_size=2, max_steps=2, save_steps=1, output_dir=str(tmp_path), progress=False)
+    train(lora_model(), examples, collate, config, log=None)
+    with pytest.raises(OutputExistsError, match="--resume"):  # it would prune or mix with the earlier run's
+        train(lora_model(), examples, collate, config, log=None)
+    assert len(checkpoint_paths(tmp_path)) == 2  # nothing of the earlier run was touched
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "metrics.jsonl").write_text('{"step": 7, "loss": 1.0}\n')  # a log without checkpoints: a new run's starts fresh
+    train(lora_model(), examples, collate, TrainConfig(micro_batch_size=2, max_steps=2, output_dir=str(other),
+                                                       progress=False), log=None)
+    assert _steps_logged(other) == [1, 2]
+
+
+def test_the_run_signature_knows_the_processes_and_ignores_other_keys_of_an_example(examples):
+    from lora_course.train.checkpoint import check_resume, data_fingerprint, run_signature
+
+    model, config = lora_model(), TrainConfig(micro_batch_size=2)
+    one, two = run_signature(config, examples, model), run_signature(config, examples, model, world_size=2)
+    with pytest.raises(ResumeError, match="world_size"):
+        check_resume(one, two)
+    plain = [e.as_dict() for e in examples]
+    assert data_fingerprint(plain) == data_fingerprint([{**e, "source": "alpaca"} for e in plain])
+    changed = run_signature(TrainConfig(micro_batch_size=2, gradient_checkpointing=True), examples, model)
+    assert check_resume(one, changed, allow_changes=["gradient_checkpointing"]) == ["train.gradient_checkpointing"]
+
+
+def test_fp16_on_a_16_bit_base_trains_with_fp32_adapters_and_checkpoints_its_loss_scale(examples, collate, tmp_path):
+    """A T4 loads the base in fp16; its adapters stay fp32, which the gradient scaler needs (it refuses to
+    unscale fp16 gradients), and the scale is saved with the checkpoint."""
+    model, _ = tiny_model(seed=0)
+    model.half()
+    inject_lora(model, LoraSettings(r=4, alpha=8))
+    assert {p.dtype for n, p in model.named_parameters() if p.requires_grad} == {torch.float32}
+    result = train(model, examples, collate, TrainConfig(micro_batch_size=2, max_steps=2, precision="fp16",
+                   save_steps=2, output_dir=str(tmp_path), progress=False), log=None)
+    assert result.steps == 2 and all(torch.isfinite(torch.tensor(r["loss"])) for r in result.history)
+    payload = torch.load(checkpoint_paths(tmp_path)[-1], weights_only=False)
+    assert payload["scaler"]["scale"] > 0

@@ -32,7 +32,7 @@ def run(args) -> int:
     settings = None
     if args.method != "full":
         targets = ALL_LINEAR if args.targets.strip() == ALL_LINEAR else args.targets
-        layers = [int(i) for i in args.layers.split(",")] if args.layers else None
+        layers = _layers(args.layers) if args.layers else None
         settings = LoraSettings(r=args.r, alpha=args.alpha if args.alpha is not None else 2 * args.r,
                                 target_modules=targets, layers_to_transform=layers)
     report = parameter_report(args.model, args.method, settings, saved_dtype=args.saved_dtype)
@@ -47,6 +47,15 @@ def run(args) -> int:
     print(f"  trainable parameters: {report.trainable:>15,}  ({100 * report.trainable_fraction:.4f}%)")
     print(f"  {what} size:  {_human(report.saved_bytes):>15}  ({report.saved_dtype})")
     return 0
+
+
+def _layers(text: str) -> list[int]:
+    from lora_course.errors import UsageError
+
+    try:
+        return [int(i) for i in text.split(",")]
+    except ValueError:
+        raise UsageError(f"--layers {text!r} is not a list of layer numbers. Fix: write it like 0,1,2.") from None
 
 
 def _human(n: int) -> str:

@@ -30,7 +30,8 @@ def looks_local(path: str) -> bool:
     ~/x, a/b/c). Anything else of the form owner/name is a hub id."""
     if Path(path).expanduser().exists() or Path(path).suffix.lower() in LOCAL_FORMATS:
         return True
-    return path.startswith((".", "/", "~")) or path.count("/") > 1 or "\\" in path
+    drive = len(path) > 2 and path[1] == ":" and path[0].isalpha() and path[2] in "/\\"  # C:/data, C:\\data
+    return drive or path.startswith((".", "/", "~")) or path.count("/") > 1 or "\\" in path
 
 
 def check_data_path(spec: DatasetSpec) -> None:
@@ -49,7 +50,7 @@ def check_data_path(spec: DatasetSpec) -> None:
 
 def _read_jsonl(path: Path) -> list[dict]:
     """JSON Lines, or one JSON array of objects; every bad line is named with its number."""
-    text = path.read_text(encoding="utf-8", errors="replace")
+    text = path.read_text(encoding="utf-8-sig", errors="replace")  # -sig: a byte-order mark (Excel, Notepad) is no error
     if text.lstrip().startswith("["):
         try:
             rows = json.loads(text)
@@ -90,7 +91,7 @@ def _load_rows(spec: DatasetSpec):
     try:
         if local.is_file():
             return datasets.load_dataset(LOCAL_FORMATS[local.suffix.lower()], data_files=str(local), split="train")
-        return datasets.load_dataset(spec.path, split=spec.split)
+        return datasets.load_dataset(str(local) if local.exists() else spec.path, split=spec.split)
     except Exception as e:  # noqa: BLE001 - the library's many error types all mean "cannot read this"
         raise DataError(f"Data set {spec.path!r} could not be read: {type(e).__name__}: {str(e)[:300]}. "
                         "Fix: check the path, the split and the file's format.") from e

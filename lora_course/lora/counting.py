@@ -13,7 +13,9 @@ from lora_course.lora.settings import LoraSettings
 from lora_course.models import count_parameters, load_config, meta_model
 from lora_course.models.dtypes import DTYPE_BYTES
 
-METHODS = tuple(m for m in ALL_METHODS if m != "partial")  # what a parameter count needs no layer count for
+# the methods a count (or a fit) needs no layer count for: partial fine-tuning freezes a number of layers
+WHOLE_MODEL_METHODS = tuple(m for m in ALL_METHODS if m != "partial")
+METHODS = WHOLE_MODEL_METHODS
 _SAFETENSORS_DTYPE = {"float32": "F32", "bfloat16": "BF16", "float16": "F16"}
 
 

@@ -32,11 +32,14 @@ class LoRALinear(nn.Module):
         self.alpha = alpha
         self.scaling = alpha / (math.sqrt(r) if use_rslora else r)
         self.lora_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        # The adapter lives where the base weights live, in a dtype that can be trained:
-        # a 4-bit (bitsandbytes) base keeps fp32/bf16 adapters, as QLoRA does.
+        # The adapter lives where the base weights live, in fp32 (or the base's own wider float): a 4-bit
+        # base has no float dtype to share, and 16-bit adapters would need fp16's gradient scaler to refuse
+        # their gradients (it unscales fp32 only) and lose the small updates; PEFT upcasts them the same way
+        # (autocast_adapter_dtype). The forward casts into and out of it.
         weight = base_layer.weight
         device = weight.device if weight.device.type != "meta" else torch.device("meta")
-        dtype = weight.dtype if weight.dtype.is_floating_point else torch.float32
+        wide = weight.dtype.is_floating_point and torch.finfo(weight.dtype).bits >= 32
+        dtype = weight.dtype if wide else torch.float32
         self.lora_A = nn.Linear(self.in_features, r, bias=False, device=device, dtype=dtype)
         self.lora_B = nn.Linear(r, self.out_features, bias=False, device=device, dtype=dtype)
         self.merged = False

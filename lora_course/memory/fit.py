@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from lora_course.lora.settings import METHODS
+from lora_course.lora.counting import WHOLE_MODEL_METHODS
 from lora_course.memory.breakdown import Breakdown, Setup
 from lora_course.memory.estimate import estimate
-
-# partial fine-tuning needs a layer count to be a method; the others are what a model can be trained by
-WHOLE_MODEL_METHODS = tuple(m for m in METHODS if m != "partial")
 
 
 def largest(fits, upper: int) -> int:

@@ -25,12 +25,21 @@ KNOWN_CONFIGS = Path(__file__).resolve().parent.parent / "assets" / "configs"
 
 
 def default_device() -> str:
+    """CUDA when present (under a launcher, this process's own card: LOCAL_RANK), else the CPU."""
+    import os
+
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if not torch.cuda.is_available():
+        return "cpu"
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and "LOCAL_RANK" in os.environ:
+        index = int(os.environ["LOCAL_RANK"])
+        torch.cuda.set_device(index)  # DDP's device_ids and NCCL follow the current device
+        return f"cuda:{index}"
+    return "cuda"
 
 
-def bnb_config(quantization: str, compute_dtype=None):
+def bnb_config(quantization: str, compute_dtype=None, device=None):
     """The BitsAndBytesConfig of QLoRA (NF4 + double quantization) or of 8-bit loading."""
     from transformers import BitsAndBytesConfig
 
@@ -39,7 +48,7 @@ def bnb_config(quantization: str, compute_dtype=None):
     if quantization == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True)
     if compute_dtype is None:
-        compute_dtype = qlora_compute_dtype()
+        compute_dtype = qlora_compute_dtype(device)
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type=quantization,
@@ -115,12 +124,12 @@ def load_model(
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     if quantization:
-        kwargs["quantization_config"] = bnb_config(quantization)
+        kwargs["quantization_config"] = bnb_config(quantization, device=device)
         kwargs["device_map"] = {"": device}
     model = AutoModelForCausalLM.from_pretrained(where, **kwargs)
     if not quantization:
         model.to(device)
-    elif device == "cpu":
+    elif str(device).split(":")[0] == "cpu":  # "cpu" or a torch.device("cpu")
         _detach_from_checkpoint(model)
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(where)
@@ -143,7 +152,19 @@ def _detach_from_checkpoint(model) -> None:
 
 
 def load_config(name_or_path: str | Path):
-    """A model's config without its weights: from a folder, a config.json, the hub, or a shipped copy."""
+    """A model's config without its weights: from a folder, a config.json, the hub, or a shipped copy.
+    A file or folder transformers cannot read as a config is one ``ModelNotAvailableError``."""
+    try:
+        return _load_config(name_or_path)
+    except (ValueError, OSError, KeyError) as e:
+        if isinstance(e, ModelNotAvailableError):
+            raise
+        raise ModelNotAvailableError(str(name_or_path), [f"reading its config: {type(e).__name__}: {str(e)[:300]}"],
+                                     "Fix: pass a model folder, a config.json of a model transformers knows (its "
+                                     "model_type), or a hub id.") from e
+
+
+def _load_config(name_or_path: str | Path):
     from transformers import AutoConfig
 
     name = str(name_or_path)

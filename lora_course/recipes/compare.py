@@ -22,9 +22,18 @@ from lora_course.models import load_model
 
 COLUMNS = ["method", "trainable", "trainable_pct", "peak_memory_mb", "step_time_s", "tokens_per_s",
            "final_train_loss", "final_eval_loss", "checkpoint_mb"]
-# One method's run, in a fresh interpreter (exit 130 when interrupted, as the command's).
-_TRAIN = [sys.executable, "-c", "import sys; from lora_course.recipes.train import train_from_yaml; "
-          "sys.exit(130 if train_from_yaml(sys.argv[1])['interrupted'] else 0)"]
+# One method's run, in a fresh interpreter: a user's mistake is its one-line message and exit 2, an
+# interruption exit 130, as the command's own.
+_TRAIN = [sys.executable, "-c", """
+import sys
+from lora_course.errors import CourseError
+from lora_course.recipes.train import train_from_yaml
+try:
+    sys.exit(130 if train_from_yaml(sys.argv[1])["interrupted"] else 0)
+except CourseError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+"""]
 
 
 class RunFailed(CourseError, RuntimeError):
@@ -49,6 +58,8 @@ def compare_from_yaml(path, qlora: bool = False, partial: int = 0, max_steps: in
     runs = methods(config, qlora, partial)
     for run_config in runs.values():  # every method's config is checked before the first one trains
         check_config(run_config, str(path))
+    for spec in config.datasets:  # and the data is read: a missing file fails here, not in the first run
+        load_records(spec)
     out = Path(output_dir or f"{config.output_dir.rstrip('/')}-compare")
     rows = {}
     for name, run_config in runs.items():
@@ -63,8 +74,7 @@ def train_in_subprocess(config, run_dir: Path, quiet: bool = False) -> dict:
     import yaml
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    raw = dataclasses.asdict(dataclasses.replace(config, output_dir=str(run_dir)))
-    raw = {k: v for k, v in raw.items() if v is not None or k in ("adapter", "max_steps")}
+    raw = dataclasses.asdict(dataclasses.replace(config, output_dir=str(run_dir)))  # None stays null (max_grad_norm)
     (run_dir / "config.yml").write_text(yaml.safe_dump(raw, sort_keys=False))
     done = subprocess.run([*_TRAIN, str(run_dir / "config.yml")], capture_output=quiet, text=True)
     if done.returncode != 0:
@@ -108,6 +118,7 @@ def answer_prompts(config, run_dirs: dict, n: int) -> dict:
         else:
             model, tokenizer = load_model(str(run_dir / "model"))
         answers[name] = generate(model, tokenizer, prompts, max_new_tokens=32)
+        del model  # one model in memory at a time
     return answers
 
 

@@ -25,6 +25,13 @@ def _base_key(adapter) -> tuple:
     return metadata.get("quantization"), metadata.get("dtype")
 
 
+def _free_cuda_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def evaluate_models(model_name: str, adapters: list[str], task: str, limit=None, batch_size: int = 16,
                     include_base: bool = True, allow_mismatch: bool = False, log=print) -> dict:
     """``{"model", "task", "runs": {name: result}, "comparisons": [...]}`` for the base and each adapter."""
@@ -48,6 +55,8 @@ def evaluate_models(model_name: str, adapters: list[str], task: str, limit=None,
             name = _adapter_name(i, adapters[i])
             adapter_set.load(name, adapters[i], allow_mismatch=allow_mismatch)
             runs[name] = evaluate_task(adapter_set.model, tokenizer, task, limit, batch_size).to_dict()
+        del model, adapter_set  # one base in memory at a time
+        _free_cuda_cache()
     runs = {k: runs[k] for k in (["base"] if include_base else []) + [_adapter_name(i, a) for i, a in enumerate(adapters)]}
     comparisons = []
     if include_base:

@@ -23,14 +23,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lora_course.errors import ResumeError
+from lora_course.errors import OutputExistsError, ResumeError
 
 CHECKPOINTS = "checkpoints"
 METRICS = "metrics.jsonl"
 # Keys a resumed run may change when the user says so: they decide how long the run goes on and how
 # often it evaluates or saves, never which batch comes next or what the model is.
 SAFE_TO_CHANGE = ("max_steps", "num_epochs", "eval_steps", "save_steps", "save_total_limit",
-                  "early_stopping_patience")
+                  "early_stopping_patience",
+                  # memory and speed settings: the same batches and the same sums, computed another way
+                  "gradient_checkpointing", "loss_chunk_rows", "compile")
+_FINGERPRINTED = ("input_ids", "labels", "position_ids")  # what a batch is made of; other keys are the caller's
 # Not part of a run's identity: where it is written and whether a progress bar shows.
 _RUNTIME_ONLY = ("output_dir", "progress")
 
@@ -40,15 +43,17 @@ def data_fingerprint(examples) -> str:
     digest = hashlib.sha256()
     for example in examples:
         example = example.as_dict() if hasattr(example, "as_dict") else example  # data.Example or a plain dict
-        for key in sorted(example):
+        for key in (k for k in _FINGERPRINTED if k in example):
             digest.update(key.encode())
             digest.update(np.asarray(example[key], dtype=np.int64).tobytes())
     return digest.hexdigest()
 
 
-def run_signature(train_config, examples, model, run_config: dict | None = None) -> dict:
-    """What must stay the same for a resumed run to see the batches the interrupted one would have."""
+def run_signature(train_config, examples, model, run_config: dict | None = None, world_size: int = 1) -> dict:
+    """What must stay the same for a resumed run to see the batches the interrupted one would have
+    (the number of processes too: each step takes accumulation x processes micro-batches)."""
     settings = {k: v for k, v in dataclasses.asdict(train_config).items() if k not in _RUNTIME_ONLY}
+    settings["world_size"] = world_size
     trainable = {n: list(p.shape) for n, p in model.named_parameters() if p.requires_grad}
     signature = {"train": settings, "data_sha256": data_fingerprint(examples), "trainable": trainable}
     if run_config is not None:
@@ -117,12 +122,13 @@ def checkpoint_paths(out: Path | None) -> list[Path]:
 
 
 def save_checkpoint(out: Path, model, optimizer, scheduler, state: dict, signature: dict,
-                    keep: int | None = None) -> Path:
+                    keep: int | None = None, scaler=None) -> Path:
     folder = Path(out) / CHECKPOINTS
     folder.mkdir(parents=True, exist_ok=True)
     payload = {
         "trainable": {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad},
         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "state": state, "run": signature,
+        "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
         "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
     }
@@ -137,11 +143,13 @@ def save_checkpoint(out: Path, model, optimizer, scheduler, state: dict, signatu
 
 
 def load_checkpoint(out: Path | None, model, optimizer, scheduler, state: dict, signature: dict,
-                    allow_changes=(), log=print) -> Path:
+                    allow_changes=(), log=print, scaler=None) -> Path:
     """Restore the newest checkpoint in ``out`` into the given objects (after checking it is this run's)."""
     paths = checkpoint_paths(out)
     if not paths:
-        raise ResumeError(f"Nothing to resume: no checkpoint in {Path(out) / CHECKPOINTS if out else 'output_dir'}. "
+        old = " (a checkpoint.pt from an older lora-course cannot be resumed by this one)" if (
+            out and (Path(out) / "checkpoint.pt").is_file()) else ""
+        raise ResumeError(f"Nothing to resume: no checkpoint in {Path(out) / CHECKPOINTS if out else 'output_dir'}{old}. "
                           "Fix: start without --resume (or set save_steps so that runs leave checkpoints).")
     path = paths[-1]
     payload = torch.load(path, map_location="cpu", weights_only=False)
@@ -156,6 +164,8 @@ def load_checkpoint(out: Path | None, model, optimizer, scheduler, state: dict, 
             params[name].copy_(value)
     optimizer.load_state_dict(payload["optimizer"])
     scheduler.load_state_dict(payload["scheduler"])
+    if scaler is not None and payload.get("scaler"):
+        scaler.load_state_dict(payload["scaler"])  # fp16's loss scale, as the interrupted run had tuned it
     state.update(payload["state"])
     torch.set_rng_state(payload["rng"]["torch"])
     random.setstate(payload["rng"]["python"])
@@ -164,6 +174,16 @@ def load_checkpoint(out: Path | None, model, optimizer, scheduler, state: dict, 
     changed = f" (changed on purpose: {', '.join(allowed)})" if allowed else ""
     log(f"resumed from {path} at step {state['step']}{changed}")
     return path
+
+
+def refuse_to_overwrite(out: Path) -> None:
+    """A fresh run into a folder that holds another run's checkpoints would prune them, or mix with them
+    on a later resume: refuse, before anything is written."""
+    found = checkpoint_paths(out)
+    if found:
+        raise OutputExistsError(f"{Path(out)} holds checkpoints of an earlier run ({found[-1].name} and "
+                                f"{len(found) - 1} more). Fix: continue it with --resume, choose another output_dir, "
+                                f"or delete {Path(out) / CHECKPOINTS} to start over.")
 
 
 def truncate_metrics(out: Path, step: int) -> int:

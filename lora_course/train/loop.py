@@ -26,6 +26,7 @@ from lora_course.models.hardware import PRECISIONS, autocast, resolve_precision
 from lora_course.train.checkpoint import (
     append_metrics,
     load_checkpoint,
+    refuse_to_overwrite,
     run_signature,
     save_checkpoint,
     truncate_metrics,
@@ -114,21 +115,26 @@ def train(model, train_data, collator, config: TrainConfig, eval_data=None, resu
     scaler = torch.amp.GradScaler(device.type, enabled=choice.needs_grad_scaler)
     out = Path(config.output_dir) if config.output_dir else None
     writes = out if rank == 0 else None  # one process writes logs and checkpoints
-    signature = run_signature(config, train_data, model, run_config) if out else None  # what checkpoints record
+    signature = run_signature(config, train_data, model, run_config, world) if out else None  # what checkpoints record
     state = {"step": 0, "micro_batches_seen": 0, "history": [], "best_eval": None, "evals_without_gain": 0}
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     if resume:
-        load_checkpoint(out, model, optimizer, scheduler, state, signature, allow_changes, log)
-        if writes:
-            truncate_metrics(writes, state["step"])  # steps logged after the checkpoint are trained again
+        load_checkpoint(out, model, optimizer, scheduler, state, signature, allow_changes, log, scaler)
+    elif out:
+        refuse_to_overwrite(out)
+    if writes:  # a resumed run logs again the steps after its checkpoint; a fresh run starts a fresh log
+        truncate_metrics(writes, state["step"])
 
     def checkpoint():
-        save_checkpoint(out, model, optimizer, scheduler, state, signature, config.save_total_limit)
+        save_checkpoint(out, model, optimizer, scheduler, state, signature, config.save_total_limit, scaler)
 
-    restore = _enter_training_mode(model, config.gradient_checkpointing)
-    if config.compile:
-        restore = _compile_decoder(model, restore)
+    undo_compile = _compile_decoder(model) if config.compile else (lambda: None)
+    restore_mode = _enter_training_mode(model, config.gradient_checkpointing)
+
+    def restore():
+        undo_compile()
+        restore_mode()
     forward_model = _wrap_ddp(model, device) if world > 1 else model
     _reset_peak_memory(device)
     progress = _progress(total_steps, state["step"], config.progress and rank == 0)
@@ -173,6 +179,7 @@ def train(model, train_data, collator, config: TrainConfig, eval_data=None, resu
                 record["eval_loss"] = evaluate_loss(model, eval_data, collator, config.micro_batch_size, precision,
                                                     config.loss_chunk_rows)
                 stopped_early = _early_stop(state, record["eval_loss"], config.early_stopping_patience)
+                stopped_early = bool(_global_sum(int(stopped_early), device))  # every rank stops, or none
             state["history"].append(record)
             append_metrics(writes, record)
             progress.update(1)
@@ -261,19 +268,23 @@ def _enter_training_mode(model, gradient_checkpointing: bool):
     return restore
 
 
-def _compile_decoder(model, restore):
-    """``torch.compile`` the decoder stack in place (the model's ``.model``), and undo it with ``restore``.
+def _compile_decoder(model):
+    """``torch.compile`` the decoder stack in place (the model's ``.model``); returns the function that undoes it.
 
     The output head stays outside the compiled graph: the loss hands it only the target rows through a
     forward pre-hook that changes every batch, which a compiled graph would see as a new graph each step."""
     decoder = getattr(model, "model", None)
     if not isinstance(decoder, torch.nn.Module):
         raise SettingsError(f"compile: {type(model).__name__} has no .model decoder to compile.")
-    decoder.forward = torch.compile(decoder.forward, dynamic=True)  # an instance attribute over the class's method
+    had_own = "forward" in decoder.__dict__  # e.g. accelerate's hooks put an instance forward there
+    previous = decoder.__dict__.get("forward")
+    decoder.forward = torch.compile(decoder.forward, dynamic=True)
 
     def undo():
-        del decoder.forward
-        restore()
+        if had_own:
+            decoder.forward = previous
+        else:
+            del decoder.forward
 
     return undo
 

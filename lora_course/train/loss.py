@@ -46,6 +46,7 @@ def summed_token_loss(model, batch: dict, chunk_rows: int | None = None) -> torc
         if handle is not None:
             handle.remove()
     if hook.held is not None:  # the head saw no rows; the target rows' hidden states go through it in chunks
+        _check_plain_head(model)
         return chunked_cross_entropy(hook.held, head, targets[targets != IGNORE_INDEX], chunk_rows)
     if hook.fired:  # one row per target token; fp32 softmax: bf16 logits lose the small probabilities
         return F.cross_entropy(logits.float(), targets[targets != IGNORE_INDEX], reduction="sum")
@@ -105,6 +106,19 @@ def chunked_cross_entropy(hidden: torch.Tensor, head, targets: torch.Tensor, chu
         rows = slice(start, start + chunk_rows)
         total = total + checkpoint(_head_loss, head, hidden[rows], targets[rows], use_reentrant=False)
     return total
+
+
+# Model configs whose logits are transformed after the head (Gemma's soft-capping, Cohere's and Granite's
+# scaling): the chunked loss calls the head itself and would skip that.
+_LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling")
+
+
+def _check_plain_head(model) -> None:
+    config = getattr(getattr(model, "module", model), "config", None)
+    found = [k for k in _LOGIT_TRANSFORMS if getattr(config, k, None) not in (None, 1, 1.0)]
+    if found:
+        raise SettingsError(f"loss_chunk_rows: this model transforms its logits after the output head ({', '.join(found)}),"
+                            " which the chunked loss would skip. Fix: leave loss_chunk_rows unset for this model.")
 
 
 class _KeepPositions:
