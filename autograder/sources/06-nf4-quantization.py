@@ -32,10 +32,12 @@ NF4_LEVELS = torch.tensor([
 # %% markdown
 # ## 6.1 Quantize and dequantize
 #
-# Write `quantize_nf4(w, blocksize=64)` for a 1-d float tensor whose length is a multiple of `blocksize`. Return
-# `(codes, absmax)`: `codes` a `torch.uint8` tensor of the same length holding, for each weight, the index (0-15) of
-# the level in `NF4_LEVELS` nearest to `weight / absmax_of_its_block`; `absmax` a float32 tensor with one value per
-# block. Then write `dequantize_nf4(codes, absmax, blocksize=64)` that maps codes back to weights.
+# Write `quantize_nf4(w, blocksize=64)` for a 1-d float tensor (float32 or bfloat16) whose length is a multiple of
+# `blocksize`. Return `(codes, absmax)`: `codes` a `torch.uint8` tensor of the same length holding, for each weight,
+# the index (0-15) of the level in `NF4_LEVELS` nearest to `weight / absmax_of_its_block`; `absmax` a float32
+# tensor with one value per block. A block of zeros has absmax 0: its weights get the code of the level 0.0 (as
+# in bitsandbytes), not whatever 0 / 0 gives. Then write `dequantize_nf4(codes, absmax, blocksize=64)` that maps
+# codes back to weights (float32).
 # %% answer id=quantize
 def quantize_nf4(w: torch.Tensor, blocksize: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
     ### BEGIN SOLUTION
@@ -67,6 +69,14 @@ outlier = torch.randn(64 * 8)
 outlier[3] = 100.0
 o_hat = dequantize_nf4(*quantize_nf4(outlier))
 assert (o_hat[64:] - outlier[64:]).abs().mean() < 0.15, "an outlier must only spoil its own block (blockwise absmax)"
+edge = torch.randn(64 * 4)
+edge[64:128] = 0.0
+edge[128:192] = -2.5
+e_codes, e_absmax = quantize_nf4(edge)
+assert (e_codes[64:128] == 7).all(), "an all-zero block gets the code of the level 0.0 (its absmax is 0)"
+assert torch.allclose(dequantize_nf4(e_codes, e_absmax)[128:192], edge[128:192]), "a constant block comes back exactly"
+b_codes, b_absmax = quantize_nf4(torch.randn(64 * 4).to(torch.bfloat16))
+assert b_absmax.dtype == torch.float32 and b_codes.dtype == torch.uint8, "bfloat16 weights: absmax stays float32"
 ### END HIDDEN TESTS
 # %% test id=test_matches_bitsandbytes points=4
 w = torch.randn(64 * 16)
@@ -90,7 +100,8 @@ for seed, blocksize, scale in [(1, 64, 1.0), (2, 128, 0.02), (3, 64, 30.0)]:
 #
 # Write `double_quantize(absmax, blocksize=256)`: subtract the mean of `absmax` (keep it, as a float), cut the
 # result into blocks of `blocksize` (the length is a multiple of it), and quantize each block *linearly and
-# symmetrically* to int8: `q = round(x / c * 127)` with `c` the block's absmax. Return `(q, c, mean)` with `q` an
+# symmetrically* to int8: `q = round(x / c * 127)` with `c` the block's absmax (a block of equal values has
+# `c = 0` once centred: its `q` must be 0, not what 0 / 0 gives). Return `(q, c, mean)` with `q` an
 # `int8` tensor. Write `double_dequantize(q, c, mean, blocksize=256)` too. (bitsandbytes uses a non-linear 8-bit
 # code here; linear int8 keeps the exercise short and the idea is the same.)
 #
@@ -103,7 +114,7 @@ def double_quantize(absmax: torch.Tensor, blocksize: int = 256):
     mean = absmax.mean().item()
     blocks = (absmax - mean).reshape(-1, blocksize)
     c = blocks.abs().max(dim=1).values
-    q = torch.round(blocks / c[:, None] * 127).to(torch.int8)
+    q = torch.round(blocks / c.clamp_min(torch.finfo(torch.float32).tiny)[:, None] * 127).to(torch.int8)
     return q.reshape(-1), c, mean
     ### END SOLUTION
 
@@ -134,6 +145,11 @@ ref_q = torch.round(centered / ref_c[:, None] * 127).to(torch.int8).reshape(-1)
 assert torch.allclose(c, ref_c), "one scale per block of 256 absmax values"
 assert (q.int() - ref_q.int()).abs().max() <= 1, "q = round(x / c * 127) per block"
 assert (back - absmax).abs().max() <= ref_c.max() / 127, "dequantization error above half a step"
+flat = torch.rand(512) + 1
+flat[256:] = flat[:256].mean()
+flat[:256] = flat[256]
+f_back = double_dequantize(*double_quantize(flat))
+assert torch.isfinite(f_back).all() and torch.allclose(f_back, flat), "a block of equal values (c = 0) comes back exactly"
 ### END HIDDEN TESTS
 # %% test id=test_bits_per_weight points=2
 print(bits_per_weight(), bits_per_weight(double_quant=True))
@@ -141,6 +157,8 @@ print(bits_per_weight(), bits_per_weight(double_quant=True))
 assert abs(bits_per_weight() - 4.5) < 1e-12, "4 bits + a 32-bit absmax per 64 weights = 4.5"
 assert abs(bits_per_weight(double_quant=True) - (4 + 8 / 64 + 32 / (64 * 256))) < 1e-12, "about 4.127 bits with double quantization"
 assert abs(bits_per_weight(blocksize=128) - 4.25) < 1e-12
+assert abs(bits_per_weight(blocksize=32, double_quant=True, dq_blocksize=512) - (4 + 8 / 32 + 32 / (32 * 512))) < 1e-12, (
+    "dq_blocksize sets how many blocks share one fp32 constant")
 ### END HIDDEN TESTS
 # %% markdown
 # Why does NF4 have 8 positive levels but only 7 negative ones? (Graded by hand.)

@@ -19,6 +19,9 @@ def register(subparsers) -> None:
     p.add_argument("--cell-timeout", type=int, default=30, help="seconds a cell may run (default 30)")
     p.add_argument("--notebook-timeout", type=int, default=300, help="seconds a submission may take (default 300)")
     p.add_argument("--memory-mb", type=int, default=4096, help="memory limit of a student's kernel (default 4096)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of the hidden checks' inputs (default: drawn at grading time; summary.json records "
+                        "it, so a run can be repeated exactly)")
     p.set_defaults(func=run)
 
 
@@ -26,7 +29,8 @@ def run(args) -> int:
     from lora_course.grading.pipeline import Limits, grade
 
     summary = grade(args.assignment, args.submissions, args.out, jobs=args.jobs,
-                    limits=Limits(args.cell_timeout, args.notebook_timeout, args.memory_mb), course=args.course)
+                    limits=Limits(args.cell_timeout, args.notebook_timeout, args.memory_mb), course=args.course,
+                    seed=args.seed)
     print(f"{summary['graded']} of {summary['submissions']} graded; mean "
           f"{summary['mean'] if summary['mean'] is None else round(summary['mean'], 2)} / {summary['max_score']:g}; "
           f"see {args.out}/summary.md")

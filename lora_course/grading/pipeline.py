@@ -4,9 +4,13 @@
    checkout) and a clean nbgrader course is built from its ``solutions/`` in a private temporary folder
    (course.make_course);
 2. each submission is read (never modified), its notebook found by content, checked and repaired (repair.py);
-3. submissions are autograded in parallel, each by a worker process running ``nbgrader autograde`` with the
+3. the hidden checks that the course folder has outside the kernel (``autograder/checks/<assignment>/``,
+   checks.py) get their inputs from a seed drawn now; the reference solution runs them first, in a kernel of
+   its own; the notebooks graded have probe cells in place of those test cells;
+4. submissions are autograded in parallel, each by a worker process running ``nbgrader autograde`` with the
    sandboxed, guarded kernel, under per-cell, per-notebook and memory limits (worker.py, sandbox_kernel.py);
-4. results go to ``grades.csv``, ``feedback/<student>.html`` (no hidden test source) and ``summary.{json,md}``.
+   the checked cells' results are read back as data and judged here, against the reference's;
+5. results go to ``grades.csv``, ``feedback/<student>.html`` (no hidden test source) and ``summary.{json,md}``.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import json
 import os
 import queue
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -28,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lora_course.errors import GradingSetupError, SubmissionError
+from lora_course.grading import checks as hidden_checks
 from lora_course.grading import feedback, repair
 from lora_course.grading.course import assignments, course_root, make_course, package_parent
 from lora_course.grading.submissions import Submission, read_class
@@ -177,7 +183,10 @@ class WorkerSlot:
 
 
 def _summarise_result(res: dict, source_nb: dict) -> dict:
+    """Scores per grade cell: a checked cell's from the verdict made here (``res["verdicts"]``: grade id -> None
+    or the failure), any other from nbgrader's run in the kernel."""
     tests = []
+    verdicts = res.get("verdicts", {})
     for cell in source_nb["cells"]:
         m = repair.nbmeta(cell)
         if not m.get("grade"):
@@ -185,8 +194,13 @@ def _summarise_result(res: dict, source_nb: dict) -> dict:
         g = res.get("grades", {}).get(m["grade_id"], {})
         manual = bool(g.get("manual_needed")) or (m.get("solution") and m.get("grade"))
         score = g.get("auto") or 0.0
+        errors = res.get("cells", {}).get(m["grade_id"], {}).get("errors", [])
+        if m["grade_id"] in verdicts:
+            why = verdicts[m["grade_id"]]
+            score = float(m["points"]) if why is None else 0.0
+            errors = [] if why is None else [why]
         tests.append({"name": m["grade_id"], "max": float(m["points"]), "score": 0.0 if manual else float(score),
-                      "manual": bool(manual), "errors": res.get("cells", {}).get(m["grade_id"], {}).get("errors", [])})
+                      "manual": bool(manual), "errors": errors})
     return {"tests": tests, "score": sum(t["score"] for t in tests if not t["manual"]),
             "max_score": sum(t["max"] for t in tests if not t["manual"]),
             "manual_pending": sum(t["max"] for t in tests if t["manual"])}
@@ -203,11 +217,30 @@ def _private_folders(root: Path) -> list[str]:
     return [str(root / p) for p in ("solutions", "autograder", ".git", "tests")]
 
 
+def _reference_notebook(release_nb: dict, root: Path, assignment: str) -> dict:
+    """The released notebook with the reference solution's answers: graded first, to get the checks' expected
+    results."""
+    import copy
+
+    from lora_course.grading.variants import solution_answers
+
+    nb = copy.deepcopy(release_nb)
+    answers = solution_answers(assignment, root)
+    for cell in nb["cells"]:
+        grade_id = repair.nbmeta(cell).get("grade_id")
+        if grade_id in answers:
+            cell["source"] = answers[grade_id]
+    return nb
+
+
 def grade(assignment: str, submissions: str | Path, out_dir: str | Path, *, jobs: int = 2,
-          limits: Limits | None = None, progress=None, course: str | Path | None = None) -> dict:
+          limits: Limits | None = None, progress=None, course: str | Path | None = None,
+          seed: int | None = None) -> dict:
     """Grade every submission of ``assignment`` in ``submissions`` into ``out_dir``. ``course``: the course folder
-    (``--course``); None looks for one (course.course_root)."""
+    (``--course``); None looks for one (course.course_root). ``seed``: of the hidden checks' inputs (default: drawn
+    now, so no submission can know them in advance; summary.json records it, to grade again identically)."""
     limits = limits or Limits()
+    seed = secrets.randbelow(2**31) if seed is None else int(seed)
     root = course_root(course)
     known = assignments(root)
     if assignment not in known:
@@ -228,14 +261,17 @@ def grade(assignment: str, submissions: str | Path, out_dir: str | Path, *, jobs
     sandboxes = Path(tempfile.mkdtemp(prefix="lcg-sbx-"))
     os.chmod(sandboxes, 0o711)
     try:
+        source_path = root / "solutions" / assignment / f"{assignment}.ipynb"
+        source_nb = json.loads(source_path.read_text())
+        checks = hidden_checks.load(root, assignment, source_nb)
+        inputs = hidden_checks.make_inputs(checks, seed) if checks else {}
         template = private / "template"
-        make_course(template, assignment, root)
+        make_course(template, assignment, root,
+                    replace_tests={g: hidden_checks.probe_cell(g) for g in checks.grade_ids} if checks else None)
         release_nb = json.loads((template / "release" / assignment / f"{assignment}.ipynb").read_text())
         releases = {a: json.loads((root / "exercises" / a / f"{a}.ipynb").read_text())
                     for a in known if (root / "exercises" / a / f"{a}.ipynb").is_file()}
         releases[assignment] = release_nb
-        source_path = root / "solutions" / assignment / f"{assignment}.ipynb"
-        source_nb = json.loads(source_path.read_text())
         hidden = feedback.hidden_test_lines(source_path)
         source_text = source_path.read_text()
         guard_packages = sorted({"builtins", "math", "operator", "functools", "collections", "re", "string", "random",
@@ -243,6 +279,21 @@ def grade(assignment: str, submissions: str | Path, out_dir: str | Path, *, jobs
                                 | {p for p in ("sklearn", "bitsandbytes") if re.search(rf"\b(import|from) {p}\b", source_text)})
         # covered by empty mounts in every kernel (its own folder inside ``sandboxes`` is brought back)
         hide = [str(private), str(sandboxes), str(sub_path), str(out.resolve()), *_private_folders(root)]
+
+        def new_job(sid: str, notebook: dict) -> tuple[Path, Path]:
+            work = private / "jobs" / sid
+            work.mkdir(parents=True)
+            sandbox = Path(tempfile.mkdtemp(prefix=f"{len(pending)}-", dir=sandboxes))
+            if checks:
+                hidden_checks.write_inputs(checks, inputs, sandbox)
+            nb_path = work / "repaired.ipynb"
+            nb_path.write_text(json.dumps(notebook))
+            job = {"workdir": str(work), "template": str(template), "assignment": assignment, "student": sid,
+                   "notebook": str(nb_path), "sandbox": str(sandbox), "memory_mb": limits.memory_mb,
+                   "cell_timeout": limits.cell_timeout, "cpu_s": limits.notebook_timeout, "hide": hide,
+                   "pythonpath": str(package_parent()), "guard_packages": guard_packages}
+            (work / "job.json").write_text(json.dumps(job))
+            return work / "job.json", sandbox
 
         results: dict[str, dict] = {}
         pending = []
@@ -260,18 +311,8 @@ def grade(assignment: str, submissions: str | Path, out_dir: str | Path, *, jobs
             except repair.SubmissionError as e:
                 results[sid] = {**base, "status": "error", "error": str(e), "file": ""}
                 continue
-            work = private / "jobs" / sid
-            work.mkdir(parents=True)
-            sandbox = Path(tempfile.mkdtemp(prefix=f"{len(pending)}-", dir=sandboxes))
-            nb_path = work / "repaired.ipynb"
-            nb_path.write_text(json.dumps(fixed.notebook))
-            job = {"workdir": str(work), "template": str(template), "assignment": assignment, "student": sid,
-                   "notebook": str(nb_path), "sandbox": str(sandbox), "memory_mb": limits.memory_mb,
-                   "cell_timeout": limits.cell_timeout, "cpu_s": limits.notebook_timeout, "hide": hide,
-                   "pythonpath": str(package_parent()), "guard_packages": guard_packages}
-            (work / "job.json").write_text(json.dumps(job))
             results[sid] = {**base, "file": name, "notes": notes + fixed.notes}
-            pending.append((sid, work / "job.json", sandbox))
+            pending.append((sid, *new_job(sid, fixed.notebook)))
 
         roster = _roster(results, klass)
         for line in roster["lines"]:
@@ -283,6 +324,12 @@ def grade(assignment: str, submissions: str | Path, out_dir: str | Path, *, jobs
         all_slots = [WorkerSlot(private, i) for i in range(max(1, jobs))]
         for s in all_slots:
             slots.put(s)
+        want: dict = {}
+        if checks and pending:
+            want = _reference_results(checks, inputs, new_job, all_slots[0], limits,
+                                      repair.repair(_reference_notebook(release_nb, root, assignment), release_nb).notebook)
+            progress(f"hidden checks outside the kernel: {', '.join(checks.grade_ids)} (inputs from seed {seed}); "
+                     "the reference solution passes them")
 
         def run_one(job: Path, sandbox: Path) -> dict:
             slot = slots.get()
@@ -298,6 +345,11 @@ def grade(assignment: str, submissions: str | Path, out_dir: str | Path, *, jobs
                     sid = futures[fut]
                     res = fut.result()
                     r = results[sid]
+                    if checks and res.get("success"):
+                        sandbox = next(sb for p_sid, _, sb in pending if p_sid == sid)
+                        res["verdicts"] = {g: hidden_checks.verdict(checks, g, inputs[g],
+                                                                    hidden_checks.read_result(sandbox, g), want[g])
+                                           for g in checks.grade_ids}
                     if res.get("success"):
                         r.update(status="graded", **_summarise_result(res, source_nb))
                         if res.get("kernel_died"):
@@ -318,10 +370,26 @@ def grade(assignment: str, submissions: str | Path, out_dir: str | Path, *, jobs
             for _, _, sandbox in pending:
                 _kill_kernel(sandbox)
         elapsed = time.perf_counter() - t0
-        return _write_outputs(out, assignment, results, source_nb, hidden, elapsed, jobs, root, roster)
+        in_kernel = [g for g in hidden_checks._test_cells(source_nb) if not checks or g not in checks.grade_ids]
+        how = {"seed": seed, "outside_kernel": checks.grade_ids if checks else [], "in_kernel": in_kernel}
+        return _write_outputs(out, assignment, results, source_nb, hidden, elapsed, jobs, root, roster, how)
     finally:
         shutil.rmtree(private, ignore_errors=True)
         shutil.rmtree(sandboxes, ignore_errors=True)
+
+
+def _reference_results(checks, inputs: dict, new_job, slot: WorkerSlot, limits: Limits, notebook: dict) -> dict:
+    """The checks' results of the reference solution, run like a submission (same probes, same inputs, a kernel
+    of its own); grading stops here if the reference does not pass its own checks."""
+    job, sandbox = new_job("__reference__", notebook)
+    res = slot.run(job, sandbox, limits.notebook_timeout)
+    if not res.get("success"):
+        raise GradingSetupError(f"the reference solution could not be run for the hidden checks: "
+                                f"{str(res.get('error') or 'unknown error').strip().splitlines()[-1][:300]}. Fix: "
+                                f"grade solutions/{checks.assignment} alone to see why")
+    want = {g: hidden_checks.read_result(sandbox, g) for g in checks.grade_ids}
+    hidden_checks.check_reference(checks, inputs, want)
+    return want
 
 
 ROSTER_LINES = 12
@@ -349,7 +417,7 @@ def _roster(results: dict, klass) -> dict:
 
 
 def _write_outputs(out: Path, assignment: str, results: dict, source_nb: dict, hidden: list[str], elapsed: float,
-                   jobs: int, course: Path, roster: dict | None = None) -> dict:
+                   jobs: int, course: Path, roster: dict | None = None, how: dict | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     (out / "feedback").mkdir(exist_ok=True)
     tests = [repair.nbmeta(c)["grade_id"] for c in source_nb["cells"] if repair.nbmeta(c).get("grade")]
@@ -391,6 +459,8 @@ def _write_outputs(out: Path, assignment: str, results: dict, source_nb: dict, h
         "repaired": {r["student"]: r["notes"] for r in rows if r.get("notes")},
         "layout": {"found": (roster or {}).get("layout"), "warnings": (roster or {}).get("warnings", [])},
         "students": (roster or {}).get("students", []),
+        # how the tests ran: checked outside the kernel (sound) or inside it (under the guard only)
+        "checks": how or {},
         "seconds": round(elapsed, 1), "jobs": jobs,
         "submissions_per_minute": round(len(rows) / elapsed * 60, 2) if elapsed else None,
     }

@@ -6,7 +6,7 @@ MID = (NF4_LEVELS[1:] + NF4_LEVELS[:-1]) / 2
 def quantize_nf4(w, blocksize=64):
     b = w.reshape(-1, blocksize).to(torch.float32)
     absmax = torch.amax(b.abs(), dim=1)
-    codes = torch.bucketize(b / absmax.unsqueeze(1), MID)
+    codes = torch.bucketize(b / absmax.clamp_min(1e-30).unsqueeze(1), MID)  # a zero block: 0 / tiny = 0
     return codes.flatten().to(torch.uint8), absmax
 
 
@@ -17,7 +17,7 @@ def double_quantize(absmax, blocksize=256):
     mean = float(absmax.mean())
     x = (absmax - mean).view(-1, blocksize)
     c = x.abs().amax(1)
-    return (x * (127 / c[:, None])).round().to(torch.int8).flatten(), c, mean
+    return (x * (127 / c.clamp_min(1e-30)[:, None])).round().to(torch.int8).flatten(), c, mean
 
 
 def double_dequantize(q, c, mean, blocksize=256):
