@@ -474,6 +474,10 @@ def _write_outputs(out: Path, assignment: str, results: dict, source_nb: dict, h
         md += ["", "## Not graded", ""] + [f"- {k}: {v}" for k, v in summary["not_graded"].items()]
     if summary["layout"]["warnings"]:
         md += ["", "## Layout warnings", ""] + [f"- {w}" for w in summary["layout"]["warnings"]]
+    if how:
+        md += ["", f"Hidden checks outside the students' kernels (inputs from seed {how['seed']}): "
+               f"{', '.join(how['outside_kernel']) or 'none'}; inside them, under the guard only: "
+               f"{', '.join(how['in_kernel']) or 'none'}."]
     md += ["", f"{len(rows)} submissions in {elapsed:.0f} s with {jobs} worker(s): "
            f"{summary['submissions_per_minute']} submissions/min"]
     (out / "summary.md").write_text("\n".join(md) + "\n")
