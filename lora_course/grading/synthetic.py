@@ -77,6 +77,49 @@ except Exception as e:
 print("I can see:", found)
 '''
 
+CHEATS = {
+    # the test's own reference layer is in a calling frame when the test runs in the kernel: use it
+    "walks_the_stack": """
+import sys as _sys
+_honest_forward = LoRALayer.forward
+
+
+def _forward(self, x):
+    frame = _sys._getframe(1)
+    while frame is not None:
+        for name in ("ref", "rf", "reference", "expected"):
+            other = frame.f_locals.get(name)
+            if isinstance(other, torch.nn.Module) and other is not self:
+                try:
+                    return other(x)
+                except Exception:
+                    pass
+        frame = frame.f_back
+    return _honest_forward(self, x)
+
+
+LoRALayer.forward = _forward
+""",
+    # the guard's entry points replaced (they report nothing and restore nothing), then comparisons made to pass
+    "replaces_the_guard": """
+import json as _json
+import lora_course.grading.guard as _guard
+_guard.begin_trusted = lambda *a, **k: print(_json.dumps({"restored": []}))
+_guard.after_test = lambda *a, **k: print(_json.dumps({"during_test": []}))
+_guard.end_trusted = lambda *a, **k: None
+torch.allclose = lambda *a, **k: True
+""",
+    # IPython made to hide every error, so a failing test looks like a passing one
+    "patches_the_shell": """
+_shell = get_ipython()
+type(_shell).showtraceback = lambda *a, **k: None
+type(_shell)._showtraceback = lambda *a, **k: None
+_shell.InteractiveTB.structured_traceback = lambda *a, **k: []
+import IPython.core.interactiveshell as _ish
+_ish.ExecutionResult.raise_error = lambda self: None
+""",
+}
+
 
 def synthetic_class(folder: Path) -> dict[str, float | tuple[str, str]]:
     """Write the class into ``folder``; return student -> points out of 8, or ("error", text the error must hold)."""
@@ -176,6 +219,10 @@ def synthetic_class(folder: Path) -> dict[str, float | tuple[str, str]]:
         "        return self.base(x) + (x @ self.A.T @ self.B.T) * self.scaling",
         "        import inspect, linecache\n        caller = inspect.currentframe().f_back\n"
         "        raise RuntimeError(''.join(linecache.getlines(caller.f_code.co_filename)))")), expect=0.0)
+    # cheats from inside the kernel: the hidden checks run outside it, so each scores what its wrong answer does
+    no_scaling = _with_answer(_variant("wrong_no_scaling"))
+    for cheat, code in CHEATS.items():
+        put(cheat, _insert_after_answer(no_scaling, code), expect=WRONG["wrong_no_scaling"])
     put("network_and_files", _insert_after_answer(correct,
         "import socket\nfor host in [('1.1.1.1', 53), ('127.0.0.1', 22)]:\n    try:\n        socket.create_connection(host, timeout=2)\n        print('connected', host)\n    except OSError as e:\n        print('blocked', host, e)\n"
         "import lora_course, pathlib\nfor target in [pathlib.Path(lora_course.__file__).parent / 'lora' / 'layer.py', pathlib.Path('/tmp/planted.py')]:\n"
