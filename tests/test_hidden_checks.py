@@ -257,3 +257,35 @@ def test_patching_a_librarys_internals_gains_nothing(tmp_path):
     plain = grade(F1, klass, tmp_path / "plain", jobs=2, limits=LIMITS, progress=lambda m: None,
                   course=_without_checks(tmp_path))
     assert plain["scores"]["cheat_patches_sklearn_internals"] > plain["scores"]["wrong_micro"], plain["scores"]
+
+
+# --- plain nbgrader still grades the repository's exercises (hidden tests in the kernel) -------------------------
+
+@pytest.mark.slow
+def test_plain_nbgrader_autograde_still_grades_an_exported_course(tmp_path, monkeypatch):
+    """What an instructor who uses nbgrader directly runs (autograder/nbgrader_config.py): the hidden tests, edge
+    cases included, are nbgrader test cells, so a wrong answer only an edge case catches loses points there too."""
+    import subprocess
+    import sys
+
+    from nbgrader.api import Gradebook
+
+    course = tmp_path / "course"
+    export_course(ROOT, course)
+    wrong = variant_answers(next(p for p in variant_files(NF4, ROOT) if p.stem == "wrong_zero_block_divides_by_zero"))
+    for student, answers in {"ref": None, "edge": wrong}.items():
+        folder = course / "submitted" / student / NF4
+        folder.mkdir(parents=True)
+        (folder / f"{NF4}.ipynb").write_bytes(dumps(fill(NF4, answers, ROOT)))
+    nbgrader = [sys.executable, "-m", "nbgrader"]
+    # as in a shell with the environment activated: nbgrader runs its own alembic from the same bin folder
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for args in (["generate_assignment", NF4, "--force"], ["autograde", NF4, "--create", "--force"]):
+        done = subprocess.run(nbgrader + args, cwd=course / "autograder", env=env, capture_output=True, text=True,
+                              timeout=600)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        scores = {s: gb.find_submission(NF4, s).score for s in ("ref", "edge")}
+        roundtrip = gb.find_grade("test_roundtrip", NF4, NF4, "edge").score
+    assert scores["ref"] == 12 and scores["edge"] < 12 and roundtrip == 0, scores
