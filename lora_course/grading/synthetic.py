@@ -77,6 +77,28 @@ except Exception as e:
 print("I can see:", found)
 '''
 
+# everything the kernel could hold of the tests (input history, every calling frame's code, the files Python has
+# read, the notebook on disk), base64-encoded so that no line of it is recognisable, raised as the error message
+LEAK_ENCODED = """        import base64, inspect, linecache, glob, os
+        found = []
+        ip = get_ipython()
+        found += list(ip.user_ns.get("In", [])) + list(getattr(ip.history_manager, "input_hist_raw", []))
+        frame = inspect.currentframe()
+        while frame is not None:
+            try:
+                found.append(inspect.getsource(frame.f_code))
+            except (OSError, TypeError):
+                pass
+            frame = frame.f_back
+        for name in list(linecache.cache):
+            found.append("".join(linecache.getlines(name)))
+        for path in glob.glob(os.path.join(os.getcwd(), "**", "*"), recursive=True):
+            try:
+                found.append(open(path, errors="replace").read())
+            except OSError:
+                pass
+        raise RuntimeError(base64.b64encode("\\n".join(found).encode()).decode())"""
+
 CHEATS = {
     # the test's own reference layer is in a calling frame when the test runs in the kernel: use it
     "walks_the_stack": """
@@ -223,6 +245,8 @@ def synthetic_class(folder: Path) -> dict[str, float | tuple[str, str]]:
     no_scaling = _with_answer(_variant("wrong_no_scaling"))
     for cheat, code in CHEATS.items():
         put(cheat, _insert_after_answer(no_scaling, code), expect=WRONG["wrong_no_scaling"])
+    put("leaks_everything_encoded", _with_answer(_correct().replace(
+        "        return self.base(x) + (x @ self.A.T @ self.B.T) * self.scaling", LEAK_ENCODED)), expect=0.0)
     put("network_and_files", _insert_after_answer(correct,
         "import socket\nfor host in [('1.1.1.1', 53), ('127.0.0.1', 22)]:\n    try:\n        socket.create_connection(host, timeout=2)\n        print('connected', host)\n    except OSError as e:\n        print('blocked', host, e)\n"
         "import lora_course, pathlib\nfor target in [pathlib.Path(lora_course.__file__).parent / 'lora' / 'layer.py', pathlib.Path('/tmp/planted.py')]:\n"
