@@ -107,9 +107,14 @@ def cell_times_path(build_dir: Path, profile_name: str) -> Path:
 
 
 def timeout_advice(notebook: str, cell_index: int, source: str, limit: int, profile_name: str,
-                   load: tuple[float, ...] | None = None) -> str:
-    """What a reader is told when a cell runs past the per-cell limit: where, and what to do about it."""
-    quarter = CELL_SHARE * limit
+                   load: tuple[float, ...] | None = None, sizing_limit: int | None = None) -> str:
+    """What a reader is told when a cell runs past the per-cell limit: where, and what to do about it.
+    ``sizing_limit`` is execute.timeout of _config.yml, which the sizing rule is a quarter of, when
+    --cell-timeout set another ``limit`` for this build."""
+    quarter = CELL_SHARE * (sizing_limit or limit)
+    fast = ([] if profile_name == "fast" else
+            [("  * To check only that every cell runs, build the fast profile (tiny model, seconds a cell): "
+              "make book PROFILE=fast.")])
     busy = (f" (the load average was {load[0]:.1f} on {os.cpu_count()} cores when the chapter started)"
             if load else "")
     return "\n".join([
@@ -123,8 +128,7 @@ def timeout_advice(notebook: str, cell_index: int, source: str, limit: int, prof
          "than that, or busy."),
         ("  * Or raise the limit for this build, which guards against hangs and is not a speed target: "
          f"make book BOOK_ARGS=\"--cell-timeout {2 * limit}\" (scripts/build_book.py --cell-timeout {2 * limit})."),
-        ("  * To check only that every cell runs, build the fast profile (tiny model, seconds a cell): "
-         "make book PROFILE=fast."),
+        *fast,
         ("  * If the cell is this slow on a quiet machine too, the chapter needs sizing down: profile.pick(...) "
          "in that cell (book/README.md), then scripts/build_book.py --check-sizing."),
     ])
@@ -163,7 +167,7 @@ def _record_cell_times(times_file: Path, notebook: str, entry: dict, profile_nam
 
 
 def execute_notebooks(paths: list[Path], cache_dir: Path, env: dict, profile_name: str, times_file: Path,
-                      limit: int, allow_errors: bool = False) -> bool:
+                      limit: int, allow_errors: bool = False, sizing_limit: int | None = None) -> bool:
     """Execute every notebook of ``paths`` that jupyter-cache does not hold yet, as myst-nb's cache mode
     would, printing one line per notebook as it finishes. False (after saying where and what to do) when a
     cell fails or runs past ``limit``. The kernels' own log (not the cells' output, which goes into the
@@ -206,7 +210,8 @@ def execute_notebooks(paths: list[Path], cache_dir: Path, env: dict, profile_nam
         except CellTimeoutError:
             index = client.running
             print("TIMEOUT", flush=True)
-            print(timeout_advice(name, index, nb.cells[index].source, cell_limit, profile_name, load), file=sys.stderr)
+            print(timeout_advice(name, index, nb.cells[index].source, cell_limit, profile_name, load, sizing_limit),
+                  file=sys.stderr)
             print(f"  (the kernel's log: {kernel_log})", file=sys.stderr)
             return False
         except CellExecutionError as e:
@@ -303,7 +308,7 @@ def chapter_times(cache_dir: Path, since: float) -> list[tuple[str, float | None
 
     cache = get_cache(str(cache_dir))
     rows = []
-    for path in toc_files():
+    for path in toc_files(ROOT):
         if path.suffix != ".ipynb":
             continue
         try:
@@ -336,10 +341,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"build_book: error: {e}", file=sys.stderr)
         return 2
     build_dir = args.output.resolve() / "_build"
-    settings = execution_settings()
+    settings = execution_settings(ROOT)
     times_file = cell_times_path(build_dir, profile.name)
     if args.check_sizing:
-        return _print_sizing(times_file, settings["timeout"])
+        return _print_sizing(times_file, settings["timeout"], ROOT)
     if args.cell_timeout is not None and args.cell_timeout <= 0:
         print("build_book: error: --cell-timeout must be a positive number of seconds", file=sys.stderr)
         return 2
@@ -364,9 +369,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"build_book: {profile}")
     print(f"build_book: {' '.join(cmd[3:])}", flush=True)
     start = time.time()
-    notebooks = [p for p in toc_files() if p.suffix == ".ipynb"]
+    notebooks = [p for p in toc_files(ROOT) if p.suffix == ".ipynb"]
     if not execute_notebooks(notebooks, build_dir / ".jupyter_cache" / profile.name, env, profile.name, times_file,
-                             limit, settings["allow_errors"]):
+                             limit, settings["allow_errors"], sizing_limit=settings["timeout"]):
         print("build_book: FAILED while executing the chapters; see the message above.", file=sys.stderr)
         return 1
     print("build_book: rendering the site", flush=True)
@@ -387,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return result.returncode
     stamp.write_text(profile.name)
-    _print_sizing(times_file, settings["timeout"])  # information here; tests/test_book.py fails on it
+    _print_sizing(times_file, settings["timeout"], ROOT)  # information here; tests/test_book.py fails on it
     print(f"build_book: site in {build_dir / 'html' / 'index.html'}")
     return 0
 

@@ -442,6 +442,11 @@ def test_timeout_message_names_the_chapter_the_cell_the_limit_and_what_to_do():
     for part in ["book/03-rank.ipynb", "cell 6", "# the sweep", "360 s", "execute.timeout", "profile cpu",
                  "90 s", "less loaded machine", "3.5", "--cell-timeout 720", "PROFILE=fast", "profile.pick"]:
         assert part in text, (part, text)
+    # with the limit raised for one build, the rule is still a quarter of _config.yml's limit
+    raised = build_book.timeout_advice("book/03-rank.ipynb", 6, "sweep = run(plan)", 720, "cpu", sizing_limit=360)
+    assert "limit of 720 s" in raised and "more than 90 s" in raised, raised
+    # in the fast profile, building the fast profile is no advice
+    assert "PROFILE=fast" not in build_book.timeout_advice("book/03-rank.ipynb", 6, "x", 360, "fast")
 
 
 def test_cell_timeout_option_overrides_the_limit_of_one_build(tmp_path):
