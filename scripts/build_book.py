@@ -175,7 +175,7 @@ def execute_notebooks(paths: list[Path], cache_dir: Path, env: dict, profile_nam
     import nbformat
     from jupyter_cache import get_cache
     from jupyter_cache.base import CacheBundleIn
-    from nbclient.exceptions import CellExecutionError, CellTimeoutError
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
     cache = get_cache(str(cache_dir))
     TimedClient = _timed_client_class()
@@ -213,6 +213,14 @@ def execute_notebooks(paths: list[Path], cache_dir: Path, env: dict, profile_nam
             print(timeout_advice(name, index, nb.cells[index].source, cell_limit, profile_name, load, sizing_limit),
                   file=sys.stderr)
             print(f"  (the kernel's log: {kernel_log})", file=sys.stderr)
+            return False
+        except DeadKernelError:
+            index = client.running
+            print("KERNEL DIED", flush=True)
+            print(f"build_book: the kernel running {name} died in cell {index} (counting from 0, Markdown cells "
+                  f"included), which starts `{first_line(nb.cells[index].source)}`. Usually the machine ran out "
+                  f"of memory: close other programs, or build the fast profile (make book PROFILE=fast). "
+                  f"The kernel's log: {kernel_log}", file=sys.stderr)
             return False
         except CellExecutionError as e:
             index = client.running
