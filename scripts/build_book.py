@@ -175,7 +175,11 @@ def execute_notebooks(paths: list[Path], cache_dir: Path, env: dict, profile_nam
     import nbformat
     from jupyter_cache import get_cache
     from jupyter_cache.base import CacheBundleIn
-    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+    from nbclient.exceptions import (
+        CellExecutionError,
+        CellTimeoutError,
+        DeadKernelError,
+    )
 
     cache = get_cache(str(cache_dir))
     TimedClient = _timed_client_class()
