@@ -8,8 +8,10 @@ setup:
 	@./scripts/setup-env.sh
 
 # Build the whole site, executing every chapter in the chosen profile (cpu: the real SmolLM2, offline).
+# BOOK_ARGS goes to scripts/build_book.py, e.g. BOOK_ARGS="--cell-timeout 720" on a slow machine.
+BOOK_ARGS ?=
 book: setup
-	@LORA_COURSE_PROFILE=$(PROFILE) $(PY) scripts/build_book.py
+	@LORA_COURSE_PROFILE=$(PROFILE) $(PY) scripts/build_book.py $(BOOK_ARGS)
 
 # The test suite: fast tests and the slow ones that need the real SmolLM2 weights.
 test: setup

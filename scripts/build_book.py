@@ -6,15 +6,27 @@
   changed). Each profile has its own cache folder, and switching profile re-reads every page, so a
   cpu build never shows outputs computed with the tiny model of the fast profile, or the other way round.
 * The build fails on a cell error, a broken cross-reference (nitpicky) and any Sphinx warning (-W).
+* Notebooks that need executing are executed here first, one after the other, into the same jupyter-cache
+  that Jupyter Book reads (same hash, same cell limit and error settings from ``_config.yml``), so that the
+  build can print each chapter's time as it goes and, when a cell runs past the limit, name the chapter,
+  the cell and what to do. Jupyter Book then finds every notebook in the cache and only renders.
+* Each executed notebook's per-cell times go to ``_build/cell-times.<profile>.json`` (jupyter-cache keeps
+  only a notebook's total). ``--check-sizing`` reads them: the slowest cell of a chapter may take at most a
+  quarter of the per-cell limit, so a slower or busier machine than the author's still builds.
 * At the end it prints each chapter's execution time (from jupyter-cache's records) and the total.
 
 ``--output DIR`` builds into DIR/_build (default: the repository, so the site is in _build/html).
+``--cell-timeout SECONDS`` raises the per-cell limit for one build (a slow machine); it never changes the
+sizing rule, which is a quarter of ``execute.timeout`` in ``_config.yml``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -23,6 +35,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTER_BUDGET_S = 360  # a chapter should take at most 6 minutes in the cpu profile on 2 cores
+# The per-cell limit guards against hangs; it is not a speed target. A cell that needs more than this share
+# of it on the machine that recorded the times leaves too little room for a slower or busier one.
+CELL_SHARE = 0.25
 
 
 def toc_files(root: Path = ROOT) -> list[Path]:
@@ -47,13 +62,23 @@ def toc_files(root: Path = ROOT) -> list[Path]:
     return files
 
 
-def write_profile_config(profile_name: str, build_dir: Path) -> Path:
+def execution_settings(root: Path = ROOT) -> dict:
+    """``execute:`` of _config.yml: the per-cell limit (``timeout``, seconds) and ``allow_errors``."""
+    import yaml
+
+    execute = (yaml.safe_load((root / "_config.yml").read_text()) or {}).get("execute") or {}
+    return {"timeout": int(execute.get("timeout", 30)), "allow_errors": bool(execute.get("allow_errors", False))}
+
+
+def write_profile_config(profile_name: str, build_dir: Path, cell_timeout: int | None = None) -> Path:
     """_config.yml with the execution cache of this profile; local paths made absolute, since
     Jupyter Book resolves them against the folder of the config file."""
     import yaml
 
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     config.setdefault("execute", {})["cache"] = str(build_dir / ".jupyter_cache" / profile_name)
+    if cell_timeout is not None:
+        config["execute"]["timeout"] = cell_timeout
     local = (config.get("sphinx") or {}).get("local_extensions") or {}
     for name, path in local.items():
         local[name] = str((ROOT / path).resolve())
@@ -64,6 +89,230 @@ def write_profile_config(profile_name: str, build_dir: Path) -> Path:
     return out
 
 
+# --- executing chapters, one at a time, into Jupyter Book's cache ------------------------------------
+
+def code_fingerprint(nb) -> str:
+    """What a notebook's execution depends on: its code cells (jupyter-cache's hash ignores Markdown too)."""
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    return hashlib.sha256(json.dumps(code).encode()).hexdigest()
+
+
+def first_line(source: str) -> str:
+    lines = [line for line in source.strip().splitlines() if line.strip()]
+    return lines[0].strip() if lines else ""
+
+
+def cell_times_path(build_dir: Path, profile_name: str) -> Path:
+    return build_dir / f"cell-times.{profile_name}.json"
+
+
+def timeout_advice(notebook: str, cell_index: int, source: str, limit: int, profile_name: str,
+                   load: tuple[float, ...] | None = None, sizing_limit: int | None = None) -> str:
+    """What a reader is told when a cell runs past the per-cell limit: where, and what to do about it.
+    ``sizing_limit`` is execute.timeout of _config.yml, which the sizing rule is a quarter of, when
+    --cell-timeout set another ``limit`` for this build."""
+    quarter = CELL_SHARE * (sizing_limit or limit)
+    fast = ([] if profile_name == "fast" else
+            [("  * To check only that every cell runs, build the fast profile (tiny model, seconds a cell): "
+              "make book PROFILE=fast.")])
+    busy = (f" (the load average was {load[0]:.1f} on {os.cpu_count()} cores when the chapter started)"
+            if load else "")
+    return "\n".join([
+        (f"build_book: TIMEOUT in {notebook}, cell {cell_index} (counting from 0, Markdown cells included), "
+         f"which starts `{first_line(source)}`:"),
+        (f"  it ran past the per-cell limit of {limit} s (execute.timeout in _config.yml, or --cell-timeout) "
+         f"in profile {profile_name}."),
+        "  What to do:",
+        (f"  * Build on a less loaded machine{busy}: the cpu profile is sized so that no cell needs more than "
+         f"{quarter:.0f} s (a quarter of the limit) on a quiet 2-core machine, so this machine is much slower "
+         "than that, or busy."),
+        ("  * Or raise the limit for this build, which guards against hangs and is not a speed target: "
+         f"make book BOOK_ARGS=\"--cell-timeout {2 * limit}\" (scripts/build_book.py --cell-timeout {2 * limit})."),
+        *fast,
+        ("  * If the cell is this slow on a quiet machine too, the chapter needs sizing down: profile.pick(...) "
+         "in that cell (book/README.md), then scripts/build_book.py --check-sizing."),
+    ])
+
+
+def _timed_client_class():
+    from nbclient import NotebookClient
+
+    class TimedClient(NotebookClient):
+        """nbclient's executor, remembering which cell runs and how long each took."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.running: int | None = None
+            self.seconds: dict[int, float] = {}
+
+        async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
+            if cell.cell_type != "code":
+                return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+            self.running = cell_index
+            start = time.monotonic()
+            try:
+                return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+            finally:
+                self.seconds[cell_index] = time.monotonic() - start
+
+    return TimedClient
+
+
+def _record_cell_times(times_file: Path, notebook: str, entry: dict, profile_name: str, limit: int) -> None:
+    data = json.loads(times_file.read_text()) if times_file.is_file() else {}
+    data.update(profile=profile_name, limit_s=limit)
+    data.setdefault("notebooks", {})[notebook] = entry
+    times_file.parent.mkdir(parents=True, exist_ok=True)
+    times_file.write_text(json.dumps(data, indent=1) + "\n")
+
+
+def execute_notebooks(paths: list[Path], cache_dir: Path, env: dict, profile_name: str, times_file: Path,
+                      limit: int, allow_errors: bool = False, sizing_limit: int | None = None) -> bool:
+    """Execute every notebook of ``paths`` that jupyter-cache does not hold yet, as myst-nb's cache mode
+    would, printing one line per notebook as it finishes. False (after saying where and what to do) when a
+    cell fails or runs past ``limit``. The kernels' own log (not the cells' output, which goes into the
+    notebook) is written next to ``times_file``, in kernel-logs/, so that it does not break those lines."""
+    import nbformat
+    from jupyter_cache import get_cache
+    from jupyter_cache.base import CacheBundleIn
+    from nbclient.exceptions import (
+        CellExecutionError,
+        CellTimeoutError,
+        DeadKernelError,
+    )
+
+    cache = get_cache(str(cache_dir))
+    TimedClient = _timed_client_class()
+    print(f"build_book: executing chapters (profile {profile_name}, {limit} s limit per cell)", flush=True)
+    for path in paths:
+        name = path.relative_to(ROOT).as_posix()
+        nb = nbformat.read(path, as_version=4)
+        try:
+            record = cache.match_cache_notebook(nb)
+        except KeyError:
+            record = None
+        if record is not None:
+            seconds = record.data.get("execution_seconds")
+            shown = "" if seconds is None else f" (executed earlier in {seconds:.1f} s)"
+            print(f"  {name:<50} from cache{shown}", flush=True)
+            continue
+        print(f"  {name:<50} ", end="", flush=True)
+        # as jupyter-cache does: a notebook may set its own limit in its metadata
+        cell_limit = int((nb.metadata.get("execution") or {}).get("timeout", limit))
+        load = os.getloadavg() if hasattr(os, "getloadavg") else None
+        cache.add_nb_to_project(str(path))
+        # record_timing=False as in jupyter-cache: timing metadata in the cells would change the notebook's
+        # hash, and Jupyter Book would not find it in the cache
+        client = TimedClient(nb, timeout=cell_limit, allow_errors=allow_errors, record_timing=False,
+                             resources={"metadata": {"path": str(path.parent)}})
+        kernel_log = times_file.parent / "kernel-logs" / f"{path.stem}.log"
+        kernel_log.parent.mkdir(parents=True, exist_ok=True)
+        start = time.monotonic()
+        try:
+            with kernel_log.open("w") as log:
+                client.execute(env=env, stderr=log)
+        except CellTimeoutError:
+            index = client.running
+            print("TIMEOUT", flush=True)
+            print(timeout_advice(name, index, nb.cells[index].source, cell_limit, profile_name, load, sizing_limit),
+                  file=sys.stderr)
+            print(f"  (the kernel's log: {kernel_log})", file=sys.stderr)
+            return False
+        except DeadKernelError:
+            index = client.running
+            print("KERNEL DIED", flush=True)
+            print(f"build_book: the kernel running {name} died in cell {index} (counting from 0, Markdown cells "
+                  f"included), which starts `{first_line(nb.cells[index].source)}`. Usually the machine ran out "
+                  f"of memory: close other programs, or build the fast profile (make book PROFILE=fast). "
+                  f"The kernel's log: {kernel_log}", file=sys.stderr)
+            return False
+        except CellExecutionError as e:
+            index = client.running
+            print("FAILED", flush=True)
+            print(f"build_book: {name}, cell {index} (counting from 0, Markdown cells included), which starts "
+                  f"`{first_line(nb.cells[index].source)}`, raised an error:\n{e}\n(the kernel's log: {kernel_log})",
+                  file=sys.stderr)
+            return False
+        seconds = time.monotonic() - start
+        cache.cache_notebook_bundle(CacheBundleIn(nb, str(path), data={"execution_seconds": seconds}),
+                                    check_validity=False, overwrite=True)
+        cells = [{"index": i, "seconds": round(t, 3), "first_line": first_line(nb.cells[i].source)}
+                 for i, t in sorted(client.seconds.items())]
+        _record_cell_times(times_file, name, {
+            "code_sha256": code_fingerprint(nb), "seconds": round(seconds, 3),
+            "executed_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "cpus": os.cpu_count(), "load_average_before": load and [round(x, 2) for x in load],
+            "cells": cells}, profile_name, limit)
+        slowest = max(cells, key=lambda c: c["seconds"], default=None)
+        detail = "" if slowest is None else (f"; slowest cell {slowest['index']}: {slowest['seconds']:.1f} s, "
+                                             f"{slowest['seconds'] / limit:.0%} of the limit")
+        print(f"{seconds:7.1f} s  executed now{detail}", flush=True)
+    return True
+
+
+@dataclasses.dataclass
+class SizingReport:
+    """The sizing check's verdict: ``problems`` fail it, ``notes`` are information."""
+
+    checked: list[str]
+    problems: list[str]
+    notes: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def check_sizing(times_file: Path, limit: int, share: float = CELL_SHARE, root: Path | None = ROOT) -> SizingReport:
+    """Every chapter's slowest recorded cell against ``share`` of the per-cell ``limit``.
+
+    With ``root``, a notebook whose code changed after its times were recorded is left out (its times
+    describe other code) and said so in ``notes``; rebuild to check it."""
+    import nbformat
+
+    data = json.loads(Path(times_file).read_text())
+    budget = share * limit
+    checked, problems, notes = [], [], []
+    for name, entry in sorted((data.get("notebooks") or {}).items()):
+        path = root / name if root is not None else None
+        if path is not None and not path.is_file():
+            notes.append(f"{name}: times recorded, but the notebook is gone")
+            continue
+        if path is not None and code_fingerprint(nbformat.read(path, as_version=4)) != entry.get("code_sha256"):
+            notes.append(f"{name}: its code changed after its times were recorded; rebuild to check it")
+            continue
+        cells = entry.get("cells") or []
+        if not cells:
+            notes.append(f"{name}: no cell times recorded")
+            continue
+        slowest = max(cells, key=lambda c: c["seconds"])
+        checked.append(name)
+        if slowest["seconds"] > budget:
+            problems.append(
+                f"{name}: cell {slowest['index']} (`{slowest['first_line']}`) took {slowest['seconds']:.1f} s, "
+                f"more than {budget:.0f} s ({share:.0%} of the {limit} s per-cell limit), recorded "
+                f"{entry.get('executed_at', '?')} on {entry.get('cpus', '?')} cores with load average "
+                f"{(entry.get('load_average_before') or ['?'])[0]}. Fix: size it down with profile.pick(...) "
+                f"(book/README.md), or re-measure on a quiet machine.")
+    return SizingReport(checked, problems, notes)
+
+
+def _print_sizing(times_file: Path, limit: int, root: Path = ROOT) -> int:
+    if not times_file.is_file():
+        print(f"build_book: no cell times at {times_file}: build the book in this profile first "
+              "(scripts/build_book.py, or make book).", file=sys.stderr)
+        return 2
+    report = check_sizing(times_file, limit, root=root)
+    for note in report.notes:
+        print(f"build_book: note: {note}")
+    for problem in report.problems:
+        print(f"build_book: TOO SLOW: {problem}", file=sys.stderr)
+    n = len(report.checked)
+    print(f"build_book: sizing {'OK' if report.ok else 'FAILED'}: {n} notebook{'' if n == 1 else 's'} checked against "
+          f"the rule, slowest cell at most {CELL_SHARE:.0%} of the {limit} s per-cell limit (times from {times_file})")
+    return 0 if report.ok else 1
+
+
 def chapter_times(cache_dir: Path, since: float) -> list[tuple[str, float | None, bool]]:
     """(notebook, execution seconds, executed in this build) for every notebook in the toc."""
     import nbformat
@@ -71,7 +320,7 @@ def chapter_times(cache_dir: Path, since: float) -> list[tuple[str, float | None
 
     cache = get_cache(str(cache_dir))
     rows = []
-    for path in toc_files():
+    for path in toc_files(ROOT):
         if path.suffix != ".ipynb":
             continue
         try:
@@ -88,6 +337,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", type=Path, default=ROOT, help="build into OUTPUT/_build (default: the repository)")
     parser.add_argument("--all", action="store_true", help="re-read every page (executed notebooks still come from the cache)")
+    parser.add_argument("--cell-timeout", type=int, metavar="SECONDS",
+                        help="per-cell limit for this build (default: execute.timeout in _config.yml); for a slow machine")
+    parser.add_argument("--check-sizing", action="store_true",
+                        help="only check the last build's recorded cell times: each chapter's slowest cell within "
+                             "a quarter of execute.timeout (exit status 1 if not, 2 if there are none)")
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(ROOT))
@@ -99,7 +353,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"build_book: error: {e}", file=sys.stderr)
         return 2
     build_dir = args.output.resolve() / "_build"
-    config = write_profile_config(profile.name, build_dir)
+    settings = execution_settings(ROOT)
+    times_file = cell_times_path(build_dir, profile.name)
+    if args.check_sizing:
+        return _print_sizing(times_file, settings["timeout"], ROOT)
+    if args.cell_timeout is not None and args.cell_timeout <= 0:
+        print("build_book: error: --cell-timeout must be a positive number of seconds", file=sys.stderr)
+        return 2
+    limit = args.cell_timeout or settings["timeout"]
+    config = write_profile_config(profile.name, build_dir, args.cell_timeout)
     stamp = build_dir / ".profile"
     reread_all = args.all or not stamp.is_file() or stamp.read_text().strip() != profile.name
 
@@ -119,6 +381,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"build_book: {profile}")
     print(f"build_book: {' '.join(cmd[3:])}", flush=True)
     start = time.time()
+    notebooks = [p for p in toc_files(ROOT) if p.suffix == ".ipynb"]
+    if not execute_notebooks(notebooks, build_dir / ".jupyter_cache" / profile.name, env, profile.name, times_file,
+                             limit, settings["allow_errors"], sizing_limit=settings["timeout"]):
+        print("build_book: FAILED while executing the chapters; see the message above.", file=sys.stderr)
+        return 1
+    print("build_book: rendering the site", flush=True)
     result = subprocess.run(cmd, cwd=ROOT, env=env)
     total = time.time() - start
 
@@ -136,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return result.returncode
     stamp.write_text(profile.name)
+    _print_sizing(times_file, settings["timeout"], ROOT)  # information here; tests/test_book.py fails on it
     print(f"build_book: site in {build_dir / 'html' / 'index.html'}")
     return 0
 

@@ -269,3 +269,246 @@ def test_site_builds_in_fast_profile_and_renders_in_chromium(tmp_path):
     for a in released:
         assert f"https://colab.research.google.com/github/lora-course/lora-course/blob/main/exercises/{a}/{a}.ipynb" in dom["exercises"]
     assert dom["exercises"].count("not released yet") >= len(ASSIGNMENTS) - len(released)
+
+
+# --- how every chapter ends: Summary, Exercise, Self-check ----------------------------------------------
+
+CLOSING = ["## Summary", "## Exercise", "## Self-check"]  # "## Exercises" counts as "## Exercise"
+GLUE_REF = re.compile(r"\{glue:text\}`([^`]+)`")
+GLUE_CALL = re.compile(r"""\bglue\(\s*["']([^"']+)["']""")
+DROPDOWN = re.compile(r"^:::\{dropdown\}|^```\{admonition\}[^\n]*\n:class: dropdown", re.MULTILINE)
+# a measurement typed into prose: a number with a unit, a percent sign or "x" (what a cell should glue in)
+TYPED_MEASUREMENT = re.compile(r"\b\d[\d,]*(?:\.\d+)?\s*(?:%|[KMG]i?B\b|kB\b|ms\b|s\b|seconds\b|x\b|×)")
+
+
+def _cell_text(cell) -> str:
+    return cell.source if isinstance(cell.source, str) else "".join(cell.source)
+
+
+def _closing_cells(path: Path) -> list:
+    return nbformat.read(path, as_version=4).cells[-len(CLOSING):]
+
+
+def _prose_only(text: str) -> str:
+    """Markdown without math, roles and inline code: what is left is typed by hand."""
+    text = re.sub(r"\$\$.*?\$\$", " ", text, flags=re.DOTALL)
+    text = re.sub(r"\$[^$\n]+\$", " ", text)
+    text = re.sub(r"\{[\w:-]+\}`[^`]*`", " ", text)
+    return re.sub(r"`[^`\n]*`", " ", text)
+
+
+def _check_closing_cells(path: Path) -> None:
+    """Summary (5-8 bullets), Exercise (a link that exists, or "No exercise"), Self-check (3-4 answers in dropdowns)."""
+    name = path.name
+    cells = _closing_cells(path)
+    headings = [_cell_text(c).lstrip().split("\n", 1)[0] for c in cells]
+    assert all(c.cell_type == "markdown" for c in cells) and [h.rstrip("s") for h in headings] == CLOSING, (
+        f"{name} must end with three Markdown cells headed {CLOSING}; its last cells are headed {headings}")
+    summary, exercise, check = map(_cell_text, cells)
+
+    bullets = re.findall(r"^- ", summary, re.MULTILINE)
+    assert 5 <= len(bullets) <= 8, f"{name}: the Summary has {len(bullets)} bullet points, not 5 to 8"
+
+    links = re.findall(r"\{colab\}`[^<`]*<(exercises/[^>]+\.ipynb)>`", exercise)
+    assert links or "No exercise" in exercise, (
+        f"{name}: the Exercise section neither links an exercise ({{colab}}`name <exercises/...>`) "
+        "nor says \"No exercise practises this chapter\"")
+    for link in links:
+        assert (ROOT / link).is_file(), f"{name} links {link}, which does not exist"
+
+    answers = DROPDOWN.findall(check)
+    questions = re.findall(r"^\*\*\d+\.\*\*", check, re.MULTILINE)
+    assert 3 <= len(answers) <= 4 and len(questions) == len(answers), (
+        f"{name}: the Self-check needs 3 or 4 numbered questions, each followed by its answer in a "
+        f"dropdown; found {len(questions)} questions and {len(answers)} dropdowns")
+    assert len(re.findall(r"^:::\s*$", check, re.MULTILINE)) == len(answers), (
+        f"{name}: every ':::{{dropdown}}' needs its closing ':::'")
+
+
+def _check_closing_numbers(path: Path) -> None:
+    """A number in the Summary or the Self-check is glued from a cell of the same chapter, never typed."""
+    nb = nbformat.read(path, as_version=4)
+    glued = {k for c in nb.cells if c.cell_type == "code" for k in GLUE_CALL.findall(_cell_text(c))}
+    for cell in _closing_cells(path):
+        text = _cell_text(cell)
+        missing = set(GLUE_REF.findall(text)) - glued
+        assert not missing, f"{path.name}: the closing cells use glue keys no code cell of the chapter glues: {missing}"
+        typed = TYPED_MEASUREMENT.findall(_prose_only(text))
+        assert not typed, f"{path.name}: numbers typed into the closing cells: {typed}; glue them from a cell"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=_rel)
+def test_chapter_ends_with_summary_exercise_and_self_check(path):
+    _check_closing_cells(path)
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=_rel)
+def test_closing_cells_take_their_numbers_from_cells(path):
+    _check_closing_numbers(path)
+
+
+def test_closing_cell_checks_catch_what_they_are_for(tmp_path):
+    """A chapter without its Self-check, an exercise link to nowhere, an unglued key and a typed number fail."""
+    chapter = CHAPTERS[0]
+    nb = nbformat.read(chapter, as_version=4)
+    del nb.cells[-1]
+    nbformat.write(nb, tmp_path / "no-check.ipynb")
+    with pytest.raises(AssertionError, match="must end with three Markdown cells"):
+        _check_closing_cells(tmp_path / "no-check.ipynb")
+
+    nb = nbformat.read(chapter, as_version=4)
+    nb.cells[-2].source = "## Exercise\n\n{colab}`gone <exercises/99-gone/99-gone.ipynb>`"
+    nbformat.write(nb, tmp_path / "dead-link.ipynb")
+    with pytest.raises(AssertionError, match="99-gone.ipynb, which does not exist"):
+        _check_closing_cells(tmp_path / "dead-link.ipynb")
+
+    nb = nbformat.read(chapter, as_version=4)
+    nb.cells[-3].source += "\n- The step took {glue:text}`no_such_key`."
+    nbformat.write(nb, tmp_path / "unglued.ipynb")
+    with pytest.raises(AssertionError, match="no_such_key"):
+        _check_closing_numbers(tmp_path / "unglued.ipynb")
+
+    nb = nbformat.read(chapter, as_version=4)
+    nb.cells[-3].source += "\n- The step took 12.5 s."
+    nbformat.write(nb, tmp_path / "typed.ipynb")
+    with pytest.raises(AssertionError, match="12.5 s"):
+        _check_closing_numbers(tmp_path / "typed.ipynb")
+    # math, roles and inline code are not prose
+    assert TYPED_MEASUREMENT.findall(_prose_only("fell 3% in {glue:text}`t` `2 s` $4 x$ and 1.5x")) == ["3%", "1.5x"]
+
+
+# --- the build's chapter sizing: no cell may need more than a quarter of the per-cell limit --------------
+
+def _times_file(path: Path, root: Path, cells_by_notebook: dict[str, list[tuple[int, float]]]) -> Path:
+    """A cell-times file as build_book.execute_notebooks writes it, for notebooks under ``root``."""
+    notebooks = {}
+    for name, cells in cells_by_notebook.items():
+        nb = nbformat.read(root / name, as_version=4)
+        notebooks[name] = {"code_sha256": build_book.code_fingerprint(nb), "seconds": sum(s for _, s in cells),
+                           "executed_at": "2026-01-01T00:00:00+00:00", "cpus": 2, "load_average_before": [0.1, 0.1, 0.1],
+                           "cells": [{"index": i, "seconds": s, "first_line": build_book.first_line(nb.cells[i].source)}
+                                     for i, s in cells]}
+    path.write_text(json.dumps({"profile": "cpu", "limit_s": 360, "notebooks": notebooks}))
+    return path
+
+
+def _synthetic_book(root: Path) -> None:
+    (root / "book").mkdir()
+    for name in ("01-quick", "02-slow"):
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# t"), nbformat.v4.new_code_cell("x = 1"),
+                                             nbformat.v4.new_code_cell("train(model)  # the long one\nprint(x)")])
+        nbformat.write(nb, root / "book" / f"{name}.ipynb")
+
+
+def test_sizing_check_fails_on_a_planted_slow_cell(tmp_path):
+    _synthetic_book(tmp_path)
+    limit = 360
+    quarter = build_book.CELL_SHARE * limit
+    fine = _times_file(tmp_path / "fine.json", tmp_path, {"book/01-quick.ipynb": [(1, 1.0), (2, quarter - 1)],
+                                                          "book/02-slow.ipynb": [(1, 0.5), (2, 30.0)]})
+    report = build_book.check_sizing(fine, limit, root=tmp_path)
+    assert report.ok and report.checked == ["book/01-quick.ipynb", "book/02-slow.ipynb"], report
+
+    slow = _times_file(tmp_path / "slow.json", tmp_path, {"book/01-quick.ipynb": [(1, 1.0), (2, 20.0)],
+                                                          "book/02-slow.ipynb": [(1, 0.5), (2, quarter + 10)]})
+    report = build_book.check_sizing(slow, limit, root=tmp_path)
+    assert not report.ok and len(report.problems) == 1, report
+    problem = report.problems[0]
+    # it names the chapter, the cell (index and first line), its time and the budget
+    for part in ["book/02-slow.ipynb", "cell 2", "train(model)", f"{quarter + 10:.1f} s", f"{quarter:.0f} s", f"{limit} s"]:
+        assert part in problem, (part, problem)
+
+    # the command line says the same and exits 1
+    assert build_book._print_sizing(slow, limit, root=tmp_path) == 1
+    assert build_book._print_sizing(fine, limit, root=tmp_path) == 0
+    assert build_book._print_sizing(tmp_path / "missing.json", limit, root=tmp_path) == 2
+
+
+def test_sizing_check_leaves_out_times_of_code_that_changed(tmp_path):
+    _synthetic_book(tmp_path)
+    slow = _times_file(tmp_path / "slow.json", tmp_path, {"book/02-slow.ipynb": [(2, 500.0)]})
+    nb = nbformat.read(tmp_path / "book" / "02-slow.ipynb", as_version=4)
+    nb.cells[2].source = "train(model, steps=2)"  # sized down after the times were recorded
+    nbformat.write(nb, tmp_path / "book" / "02-slow.ipynb")
+    report = build_book.check_sizing(slow, 360, root=tmp_path)
+    assert report.ok and not report.checked and "code changed" in report.notes[0], report
+    # without a checkout to compare with, the recorded times are judged as they are
+    assert not build_book.check_sizing(slow, 360, root=None).ok
+
+
+def test_timeout_message_names_the_chapter_the_cell_the_limit_and_what_to_do():
+    text = build_book.timeout_advice("book/03-rank.ipynb", 6, "\n# the sweep\nsweep = run(plan)\n", 360, "cpu",
+                                     load=(3.5, 2.0, 1.0))
+    for part in ["book/03-rank.ipynb", "cell 6", "# the sweep", "360 s", "execute.timeout", "profile cpu",
+                 "90 s", "less loaded machine", "3.5", "--cell-timeout 720", "PROFILE=fast", "profile.pick"]:
+        assert part in text, (part, text)
+    # with the limit raised for one build, the rule is still a quarter of _config.yml's limit
+    raised = build_book.timeout_advice("book/03-rank.ipynb", 6, "sweep = run(plan)", 720, "cpu", sizing_limit=360)
+    assert "limit of 720 s" in raised and "more than 90 s" in raised, raised
+    # in the fast profile, building the fast profile is no advice
+    assert "PROFILE=fast" not in build_book.timeout_advice("book/03-rank.ipynb", 6, "x", 360, "fast")
+
+
+def test_cell_timeout_option_overrides_the_limit_of_one_build(tmp_path):
+    default = yaml.safe_load(build_book.write_profile_config("cpu", tmp_path).read_text())
+    raised = yaml.safe_load(build_book.write_profile_config("cpu", tmp_path, cell_timeout=720).read_text())
+    assert default["execute"]["timeout"] == build_book.execution_settings()["timeout"]
+    assert raised["execute"]["timeout"] == 720
+
+
+def test_build_script_help_lists_the_sizing_and_timeout_options(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        build_book.main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "--check-sizing" in out and "--cell-timeout" in out
+
+
+def test_recorded_chapter_sizing():
+    """The last cpu build on this machine: every chapter's slowest cell within a quarter of the per-cell limit."""
+    times = build_book.cell_times_path(ROOT / "_build", "cpu")
+    if not times.is_file():
+        pytest.skip(f"no cpu build has run in this checkout ({_rel(times)} is missing); `make book` records the "
+                    "cell times this test checks")
+    limit = build_book.execution_settings()["timeout"]
+    report = build_book.check_sizing(times, limit)
+    if not report.checked:
+        pytest.skip(f"every chapter's code changed since its times were recorded in {_rel(times)}; rebuild with `make book`")
+    assert report.ok, "\n".join(report.problems)
+
+
+@pytest.mark.slow
+def test_execute_notebooks_records_cell_times_and_names_a_timeout(tmp_path, monkeypatch, capsys):
+    """Executes two tiny notebooks in a kernel: the times are recorded, Jupyter Book's cache finds the
+    executed notebook, and a cell past the limit stops the build with the chapter and the cell named."""
+    from jupyter_cache import get_cache
+
+    monkeypatch.setattr(build_book, "ROOT", tmp_path)
+    (tmp_path / "book").mkdir()
+    kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    quick = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# q"),
+                                            nbformat.v4.new_code_cell("import os\nprint(os.environ['BOOK_TEST'])")],
+                                     metadata={"kernelspec": kernelspec})
+    stuck = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1"),
+                                            nbformat.v4.new_code_cell("import time\ntime.sleep(60)")],
+                                     metadata={"kernelspec": kernelspec})
+    nbformat.write(quick, tmp_path / "book" / "01-quick.ipynb")
+    nbformat.write(stuck, tmp_path / "book" / "02-stuck.ipynb")
+    cache, times = tmp_path / "_build" / "cache", tmp_path / "_build" / "cell-times.fast.json"
+    env = dict(os.environ, BOOK_TEST="passed to the kernel")
+
+    assert build_book.execute_notebooks([tmp_path / "book" / "01-quick.ipynb"], cache, env, "fast", times, 60)
+    out = capsys.readouterr().out
+    assert re.search(r"book/01-quick\.ipynb +[\d.]+ s  executed now; slowest cell 1", out), out
+    recorded = json.loads(times.read_text())["notebooks"]["book/01-quick.ipynb"]
+    assert [c["index"] for c in recorded["cells"]] == [1] and recorded["cells"][0]["first_line"] == "import os"
+    # what myst-nb does in the build: match the source notebook in the cache, outputs included
+    _, merged = get_cache(str(cache)).merge_match_into_notebook(nbformat.read(tmp_path / "book" / "01-quick.ipynb", 4))
+    assert merged.cells[1].outputs[0]["text"] == "passed to the kernel\n"
+    # a second build takes it from the cache
+    assert build_book.execute_notebooks([tmp_path / "book" / "01-quick.ipynb"], cache, env, "fast", times, 60)
+    assert "from cache" in capsys.readouterr().out
+
+    assert not build_book.execute_notebooks([tmp_path / "book" / "02-stuck.ipynb"], cache, env, "fast", times, 2)
+    err = capsys.readouterr().err
+    assert "TIMEOUT in book/02-stuck.ipynb, cell 1" in err and "`import time`" in err and "2 s" in err, err
