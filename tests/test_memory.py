@@ -39,6 +39,20 @@ def test_partial_fine_tuning_and_8bit_adam_agree_too():
         _assert_agree(estimate(TINY, setup), measure(TINY, setup), str(setup))
 
 
+PRECISIONS = {"bf16 autocast over fp32": {"mixed_precision": True}, "pure bf16": {"param_dtype": "bfloat16"},
+              "bf16 autocast over bf16": {"param_dtype": "bfloat16", "mixed_precision": True}}
+
+
+@pytest.mark.parametrize("method, precision", [(m, p) for m in ("full", "lora", "qlora") for p in PRECISIONS
+                                               if not (m == "qlora" and p == "bf16 autocast over fp32")])
+def test_estimate_agrees_in_16_bits(method, precision):
+    """Autocast's weight copies, the adapters' fp32 input copies, 16-bit logits. (QLoRA under autocast over
+    fp32 is left out: on CPU bitsandbytes takes its fallback path, which saves dequantized weights that the
+    CUDA kernels do not.)"""
+    setup = Setup(method=method, r=8, micro_batch_size=2, sequence_length=64, **PRECISIONS[precision])
+    _assert_agree(estimate(TINY, setup), measure(TINY, setup), f"{method}, {precision}")
+
+
 @pytest.mark.slow
 def test_estimate_agrees_on_smollm2():
     setup = Setup(method="lora", r=16, micro_batch_size=1, sequence_length=128)
@@ -100,18 +114,18 @@ def test_memory_command(capsys):
 # The peak of a real step, temporaries included, against the estimate's total. The tiny model's vocabulary
 # (49,152 tokens, width 64) makes the loss's vocabulary-wide tensors the peak; the small-vocabulary variant
 # moves the peak into the decoder layers (eager attention's T x T gradients, a recomputed layer).
-SMALL_VOCABULARY = dict(vocab_size=512, hidden_size=128, num_hidden_layers=2)
+SMALL_VOCABULARY = {"vocab_size": 512, "hidden_size": 128, "num_hidden_layers": 2}
 PEAK_CASES = [
-    ("tiny, fp32", {}, dict(method="lora")),
-    ("tiny, pure bf16", {}, dict(method="lora", param_dtype="bfloat16")),
-    ("tiny, full, pure bf16", {}, dict(method="full", param_dtype="bfloat16")),
-    ("tiny, full, bf16 autocast over fp32", {}, dict(method="full", mixed_precision=True)),
-    ("small vocabulary, eager, fp32", SMALL_VOCABULARY, dict(method="lora", attn_implementation="eager")),
+    ("tiny, fp32", {}, {"method": "lora"}),
+    ("tiny, pure bf16", {}, {"method": "lora", "param_dtype": "bfloat16"}),
+    ("tiny, full, pure bf16", {}, {"method": "full", "param_dtype": "bfloat16"}),
+    ("tiny, full, bf16 autocast over fp32", {}, {"method": "full", "mixed_precision": True}),
+    ("small vocabulary, eager, fp32", SMALL_VOCABULARY, {"method": "lora", "attn_implementation": "eager"}),
     ("small vocabulary, eager, pure bf16", SMALL_VOCABULARY,
-     dict(method="lora", attn_implementation="eager", param_dtype="bfloat16")),
-    ("small vocabulary, checkpointing, fp32", SMALL_VOCABULARY, dict(method="lora", gradient_checkpointing=True)),
+     {"method": "lora", "attn_implementation": "eager", "param_dtype": "bfloat16"}),
+    ("small vocabulary, checkpointing, fp32", SMALL_VOCABULARY, {"method": "lora", "gradient_checkpointing": True}),
     ("small vocabulary, checkpointing, pure bf16", SMALL_VOCABULARY,
-     dict(method="lora", gradient_checkpointing=True, param_dtype="bfloat16")),
+     {"method": "lora", "gradient_checkpointing": True, "param_dtype": "bfloat16"}),
 ]
 PEAK_TOLERANCE = 0.15
 
@@ -163,3 +177,20 @@ def test_the_peak_holds_what_the_step_allocates_for_a_moment():
     assert peak > kept.tensors * 1.2
     e = estimate(TINY, setup)
     assert e.total > e.tensors and e.logits_gradient > 0 and e.phase
+
+
+def test_memory_command_pure_bf16(capsys):
+    """--pure-bf16 counts 16-bit activations without autocast; it refuses to be mixed with autocast."""
+    assert main(["memory", "meta-llama/Llama-3.1-8B", "--pure-bf16", "--sequence-length", "1024", "--json"]) == 0
+    pure = json.loads(capsys.readouterr().out)
+    assert main(["memory", "meta-llama/Llama-3.1-8B", "--sequence-length", "1024", "--json"]) == 0
+    fp32 = json.loads(capsys.readouterr().out)
+    assert pure["setup"]["param_dtype"] == "bfloat16" and pure["setup"]["mixed_precision"] is False
+    # 16-bit matmul outputs; the RMSNorms still save fp32 inputs and each fp32 adapter its own fp32 copy
+    assert pure["breakdown"]["activations"] < 0.8 * fp32["breakdown"]["activations"]
+    assert pure["breakdown"]["overhead"] > 0 and fp32["breakdown"]["overhead"] == 0  # CUDA allowance, then CPU
+    assert main(["memory", "meta-llama/Llama-3.1-8B", "--pure-bf16", "--mixed-precision"]) == 2
+    assert "--pure-bf16" in capsys.readouterr().err
+    assert main(["memory", TINY, "--pure-bf16", "--attn-implementation", "eager", "--loss-chunk-rows", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "pure bfloat16" in out and "logits gradient" in out and "total (peak)" in out

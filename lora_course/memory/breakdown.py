@@ -13,7 +13,7 @@ from lora_course.train.optim import OPTIMIZERS
 COMPONENTS = ("weights", "quant_constants", "gradients", "optimizer_states", "activations", "autocast_copies",
               "logits", "overhead")
 # Tensors that live only for a moment of the step; each belongs to one phase, and the phases do not overlap
-TRANSIENTS = ("logits_gradient", "recomputation", "backward_temporaries", "optimizer_temporaries")
+TRANSIENTS = ("logits_upcast", "logits_gradient", "recomputation", "backward_temporaries", "optimizer_temporaries")
 ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2")  # the last two save the same tensors
 DEVICES = ("cpu", "cuda")
 
@@ -91,9 +91,10 @@ class Breakdown:
     gradients: int
     optimizer_states: int
     activations: int
-    logits: int  # the forward's vocabulary-wide tensors: the logits, their fp32 upcast, the saved log-softmax
+    logits: int  # the forward's vocabulary-wide tensors that outlive the loss: the logits and the saved log-softmax
     overhead: int  # CUDA context and allocator slack: outside torch.cuda.max_memory_allocated; 0 on CPU and measured
     autocast_copies: int = 0  # autocast's 16-bit copies of fp32 weights, kept for backward
+    logits_upcast: int = 0  # the loss's fp32 copy of 16-bit logits (and a shifted copy), during its forward only
     logits_gradient: int = 0  # the loss's backward: the vocabulary-wide gradients (the logits freed by then)
     recomputation: int = 0  # gradient checkpointing: one layer's activations, rebuilt during backward
     backward_temporaries: int = 0  # the largest op's backward scratch, with the residual stream's gradient

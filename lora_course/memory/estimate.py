@@ -19,13 +19,15 @@ What the forward saves for backward (all of it alive when backward starts):
                      kept whenever its input needs a gradient, i.e. in every layer after the first
                      adapter). A bf16 copy of nearly the whole model: why LitGPT's bf16-mixed LoRA run
                      of Llama 2 7B ran out of memory on a 40 GB card where bf16-true needed 21 GB
-    logits           the forward's vocabulary-wide tensors: the head's logits, their fp32 upcast when
-                     16-bit and the log-softmax the loss saves (fp32). The course's loss sends only the
+    logits           the forward's vocabulary-wide tensors: the head's logits and the log-softmax the
+                     loss saves (fp32). The course's loss sends only the
                      positions that predict a target through the head (lora_course.train.loss): B x (T-1)
                      rows, every token a target, the worst case; ``full_logits`` counts every position
                      as Hugging Face's loss does; ``loss_chunk_rows`` one chunk of rows at a time
 
 What exists only for a moment; the phases follow one another, so the peak is the largest of them:
+    logits upcast    the loss's fp32 copy of 16-bit logits (and, in Hugging Face's loss before
+                     transformers 4.49, a shifted contiguous copy of it), freed once the log-softmax exists
     logits gradient  the loss's backward: nll's gradient and log-softmax's, both vocabulary-wide fp32,
                      next to the saved log-softmax (the logits themselves are freed by then); chunked, one
                      chunk's worth
@@ -184,8 +186,10 @@ def estimate(model_or_config, setup: Setup) -> Breakdown:
     def norm_trains(layer: int) -> bool:
         return setup.method == "full" or (setup.method == "partial" and layer >= frozen)
 
-    def saved_inputs(layer: int, modules: tuple, width: int, source: int, needs_grad: bool) -> int:
-        """Bytes a group of linears reading one input (of ``source`` bytes a value) keeps of it."""
+    def saved_inputs(layer: int, modules: tuple, width: int, source: int, needs_grad: bool,
+                     kept_already: bool = False) -> int:
+        """Bytes a group of linears reading one input (of ``source`` bytes a value) keeps of it
+        (``kept_already``: the input itself is saved by the op before, so sharing it costs nothing)."""
         shared, copies = False, 0
         for m in modules:
             if setup.method in ("full", "partial") and trains(layer, m):
@@ -203,19 +207,20 @@ def estimate(model_or_config, setup: Setup) -> Breakdown:
                     shared = True
                 else:
                     copies += act * width  # cast to the compute dtype, once per 4-bit layer
-        return B * T * (copies + (source * width if shared else 0))
+        return B * T * (copies + (source * width if shared and not kept_already else 0))
 
     def weight_copies(layer: int, modules: tuple, input_needs_grad: bool) -> int:
-        """autocast's 16-bit copies of fp32 weights that the matmuls' backward keeps."""
-        if not (autocast and wbytes == 4):
+        """autocast's 16-bit copies of fp32 weights that the matmuls' backward keeps: a weight's copy is
+        needed for its input's gradient."""
+        if not autocast:
             return 0
         total = 0
         for m in modules:
             i, o = shapes[m]
-            if not quantized and (input_needs_grad or trains(layer, m)):
+            if wbytes == 4 and not quantized and input_needs_grad:
                 total += 2 * i * o  # the base weight (a 4-bit weight is dequantized by bitsandbytes instead)
-            if setup.adapter and m in targets:
-                total += 2 * r * (i + o)  # the adapter's own, cached for the forward
+            if setup.adapter and m in targets:  # the adapters are fp32 on any base
+                total += 2 * r * o + (2 * r * i if input_needs_grad else 0)  # B's input (A's output) always does
         return total
 
     rg = setup.method == "full"  # does the residual stream entering this layer need a gradient?
@@ -246,7 +251,9 @@ def estimate(model_or_config, setup: Setup) -> Breakdown:
         elif scores_rg or v_rg:  # fused attention: q and the output, k and v unexpanded, log-sum-exp (fp32)
             a += 2 * heads + 2 * B * nkv * T * d * act + B * nh * T * 4
         attn_rg = scores_rg or v_rg
-        a += saved_inputs(layer, ("o_proj",), nh * d, act, attn_rg)
+        # fused kernels return their output already laid out as o_proj's input: one tensor, saved by both
+        fused_out_saved = setup.attn_implementation != "eager" and attn_rg
+        a += saved_inputs(layer, ("o_proj",), nh * d, act, attn_rg, kept_already=fused_out_saved)
         cp += weight_copies(layer, ("o_proj",), attn_rg)
         if setup.adapter and "o_proj" in targets:
             a += B * T * r * adapter_act
@@ -305,9 +312,10 @@ def estimate(model_or_config, setup: Setup) -> Breakdown:
 
     # ---- the vocabulary-wide tensors: forward, then the loss's backward
     upcast = 4 if act != 4 else 0  # the loss's fp32 copy of 16-bit logits
-    logits = chunk * V * (act + upcast + 4)  # logits + upcast + saved log-softmax
+    logits = chunk * V * (act + 4)  # the logits and the saved log-softmax (fp32)
+    logits_upcast = chunk * V * upcast  # the loss's input, freed once the log-softmax is computed
     if setup.full_logits:
-        logits += chunk * V * 4  # transformers before 4.49 shifted the fp32 logits with a contiguous copy
+        logits_upcast += chunk * V * 4  # transformers before 4.49 shifted the fp32 logits with a contiguous copy
     logits_gradient = chunk * V * 8  # nll's gradient and log-softmax's, fp32
     loss_backward = chunk * V * 4 + logits_gradient  # next to the saved log-softmax
 
@@ -321,7 +329,7 @@ def estimate(model_or_config, setup: Setup) -> Breakdown:
 
     persistent = weights + constants + gradients + optimizer
     saved = activations + autocast_copies
-    phases = {"forward": saved + logits, "loss_backward": saved + loss_backward,
+    phases = {"forward": saved + logits + logits_upcast, "loss_backward": saved + loss_backward,
               "layer_backward": saved + recomputation + backward_temporaries, "optimizer": optimizer_temporaries}
     phase = max(phases, key=phases.get)
     peak = persistent + phases[phase]
@@ -337,7 +345,7 @@ def estimate(model_or_config, setup: Setup) -> Breakdown:
                      "optimizer states in that dtype (the adapters stay fp32)")
     return Breakdown(weights=weights, quant_constants=constants, gradients=gradients, optimizer_states=optimizer,
                      activations=activations, logits=logits, overhead=overhead, autocast_copies=autocast_copies,
-                     logits_gradient=logits_gradient, recomputation=recomputation,
+                     logits_upcast=logits_upcast, logits_gradient=logits_gradient, recomputation=recomputation,
                      backward_temporaries=backward_temporaries, optimizer_temporaries=optimizer_temporaries,
                      peak=peak, phase=PHASES[phase], notes=notes)
 

@@ -82,7 +82,9 @@ def measure_step(model, examples, collator, micro_batch_size: int, gradient_chec
     params = list(model.parameters())
     weights, constants = weight_bytes(model)
     exclude = {_storage(p)[0] for p in params}
-    fp32_shapes = {tuple(p.shape) for p in params if p.dim() == 2 and p.dtype == torch.float32}
+    # a matmul may save the weight transposed: both orientations
+    fp32_shapes = {shape for p in params if p.dim() == 2 and p.dtype == torch.float32
+                   for shape in (tuple(p.shape), tuple(p.shape)[::-1])}
     saved = _SavedTensors(exclude, model.config.vocab_size, fp32_shapes)
     grads: dict[int, int] = {}
     handles = [p.register_post_accumulate_grad_hook(lambda p: grads.__setitem__(id(p), p.grad.nbytes))
