@@ -112,7 +112,8 @@ def test_memory_command(capsys):
 
 
 # The peak of a real step, temporaries included, against the estimate's total. The tiny model's vocabulary
-# (49,152 tokens, width 64) makes the loss's vocabulary-wide tensors the peak; the small-vocabulary variant
+# (49,152 tokens, width 64) makes the loss's vocabulary-wide tensors the peak (a chunk's, when chunked:
+# a quarter of the memory here); the small-vocabulary variant
 # moves the peak into the decoder layers (eager attention's T x T gradients, a recomputed layer).
 SMALL_VOCABULARY = {"vocab_size": 512, "hidden_size": 128, "num_hidden_layers": 2}
 PEAK_CASES = [
@@ -120,6 +121,7 @@ PEAK_CASES = [
     ("tiny, pure bf16", {}, {"method": "lora", "param_dtype": "bfloat16"}),
     ("tiny, full, pure bf16", {}, {"method": "full", "param_dtype": "bfloat16"}),
     ("tiny, full, bf16 autocast over fp32", {}, {"method": "full", "mixed_precision": True}),
+    ("tiny, chunked loss, pure bf16", {}, {"method": "lora", "param_dtype": "bfloat16", "loss_chunk_rows": 32}),
     ("small vocabulary, eager, fp32", SMALL_VOCABULARY, {"method": "lora", "attn_implementation": "eager"}),
     ("small vocabulary, eager, pure bf16", SMALL_VOCABULARY,
      {"method": "lora", "attn_implementation": "eager", "param_dtype": "bfloat16"}),
@@ -160,7 +162,7 @@ def test_estimate_is_within_15_percent_of_the_cpu_allocators_peak(label, overrid
                         generator=generator).tolist()
     peak = measure_peak(model, [{"input_ids": row, "labels": row} for row in ids], Collator(2),
                         setup.micro_batch_size, setup.gradient_checkpointing, setup.optimizer,
-                        "bf16" if setup.mixed_precision else "fp32")
+                        "bf16" if setup.mixed_precision else "fp32", setup.loss_chunk_rows)
     estimated = estimate(model.config, setup)
     ratio = estimated.total / peak
     assert abs(ratio - 1) <= PEAK_TOLERANCE, (f"{label}: estimate {estimated.total / 2**20:.2f} MiB "

@@ -36,7 +36,8 @@ What exists only for a moment; the phases follow one another, so the peak is the
     backward temps   the largest op's backward scratch: the SwiGLU MLP's three I-wide gradients (plus a
                      dequantized weight under QLoRA), or eager attention's two T x T ones, or fused
                      attention's dq/dk/dv and fp32 dq accumulator; plus the residual stream's gradient
-    optimizer temps  the optimizer step: foreach AdamW's one temporary per trainable value
+    optimizer temps  the optimizer step: torch's AdamW on CUDA (foreach) one temporary per trainable
+                     value; on CPU (a loop over tensors) the largest tensor's
 And outside all tensors, on CUDA only:
     overhead         the CUDA context and the caching allocator's slack (constants below); not part of
                      torch.cuda.max_memory_allocated, which ``Breakdown.allocated`` compares with
@@ -173,7 +174,11 @@ def estimate(model_or_config, setup: Setup) -> Breakdown:
     gbytes = 4 if setup.adapter else wbytes
     gradients = n_trainable * gbytes
     optimizer = _optimizer_bytes(setup.optimizer, trainable, gbytes)
-    optimizer_temporaries = n_trainable * gbytes if setup.optimizer.removeprefix("paged_") == "adamw" else 0
+    # torch's AdamW (bitsandbytes' optimizers update in place): on CUDA the foreach implementation computes
+    # sqrt(v) for every tensor at once, one temporary per trainable value; on CPU it goes tensor by tensor
+    optimizer_temporaries = 0
+    if setup.optimizer == "adamw":
+        optimizer_temporaries = (n_trainable if setup.target_device == "cuda" else max(trainable)) * gbytes
 
     # ---- activations, layer by layer, following which tensors need a gradient
     def trains(layer: int, module: str) -> bool:
