@@ -51,8 +51,8 @@ def train_step_report(model_name: str, method: str, steps: int, micro_batch: int
     result = train(model, examples, Collator(tokenizer.pad_token_id or 0), config, log=None)
     setup = Setup(method=method, r=16, param_dtype=dtype, mixed_precision=choice.precision != "fp32",
                   micro_batch_size=micro_batch, sequence_length=seq_len, gradient_checkpointing=checkpointing,
-                  attn_implementation="sdpa")
-    estimated = estimate(model_name, setup).total
+                  attn_implementation="sdpa", device="cuda" if cuda else "cpu")
+    estimated = estimate(model_name, setup).allocated  # max_memory_allocated sees no context, no allocator slack
     peak = torch.cuda.max_memory_allocated() if cuda else result.peak_memory_bytes  # CPU: the process's peak RSS
     del model, prepared
     if cuda:

@@ -1,6 +1,8 @@
 """The memory estimate against the exact accounting of one real training step, over the grid:
 tiny model and SmolLM2-135M-Instruct x full / LoRA / QLoRA x checkpointing off / on x micro-batch
-{1, 4} x sequence length {128, 512}. Writes benchmarks/out/memory_grid.{json,md}.
+{1, 4} x sequence length {128, 512}, SDPA attention (transformers' default, and the estimate's), fp32.
+What it compares is what a step keeps (``Breakdown.tensors``); the peak with the step's temporaries is
+checked against the CPU allocator in tests/test_memory.py. Writes benchmarks/out/memory_grid.{json,md}.
 
     .venv/bin/python scripts/memory_grid.py [--models tiny smollm2] [--quick] [--out DIR]
 """
@@ -15,8 +17,8 @@ from pathlib import Path
 from lora_course import SMOLLM2
 from lora_course.memory import COMPONENTS, Setup, estimate
 from lora_course.memory.fit import WHOLE_MODEL_METHODS
-from lora_course.recipes import measure
 from lora_course.models import TINY
+from lora_course.recipes import measure
 
 OUT = Path(__file__).resolve().parent.parent / "benchmarks" / "out"
 MODELS = {"tiny": TINY, "smollm2": SMOLLM2}
@@ -36,7 +38,8 @@ def main(argv=None):
     rows = []
     for key in args.models:
         for method, ckpt, b, t in itertools.product(WHOLE_MODEL_METHODS, [False, True], batches, lengths):
-            setup = Setup(method=method, r=16, gradient_checkpointing=ckpt, micro_batch_size=b, sequence_length=t)
+            setup = Setup(method=method, r=16, gradient_checkpointing=ckpt, micro_batch_size=b, sequence_length=t,
+                          attn_implementation="sdpa")
             start = time.perf_counter()
             est, got = estimate(MODELS[key], setup), measure(MODELS[key], setup)
             components = {c: (getattr(est, c), getattr(got, c)) for c in COMPONENTS if c != "overhead"}

@@ -1,6 +1,7 @@
 """Measure the memory of a training setup on a real model: prepare it as the setup says (the same
 preparation training uses), then take one step of the package's trainer under exact tensor
-accounting (``lora_course.memory.measure_step``)."""
+accounting (``lora_course.memory.measure_step``), or two steps under the allocator's own record
+(``lora_course.memory.measure.measure_peak``, CPU)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 from lora_course.data import Collator
 from lora_course.lora import LoraSettings
 from lora_course.memory import Breakdown, Setup
-from lora_course.memory.measure import measure_step
+from lora_course.memory.measure import measure_peak, measure_step
 from lora_course.recipes.prepare import Prepared, prepare_model
 
 
@@ -20,13 +21,30 @@ def prepare_for_setup(model_name: str, setup: Setup) -> Prepared:
                          attn_implementation=setup.attn_implementation, log=None)
 
 
+def _random_examples(vocab_size: int, count: int, length: int, seed: int) -> list[dict]:
+    """Full-length random sequences, every token a target (the estimate's worst case)."""
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, vocab_size, (count, length), generator=generator).tolist()
+    return [{"input_ids": row, "labels": row} for row in ids]
+
+
+def _precision(setup: Setup) -> str:
+    return "bf16" if setup.mixed_precision else "fp32"  # pure 16-bit: 16-bit weights, no autocast
+
+
 def measure(model_name: str, setup: Setup, seed: int = 0) -> Breakdown:
     """Load, prepare and measure one step on full-length random sequences (every token a target)."""
     prepared = prepare_for_setup(model_name, setup)
     model = prepared.model
-    generator = torch.Generator().manual_seed(seed)
-    ids = torch.randint(3, model.config.vocab_size, (setup.micro_batch_size, setup.sequence_length),
-                        generator=generator).tolist()
-    examples = [{"input_ids": row, "labels": row} for row in ids]
+    examples = _random_examples(model.config.vocab_size, setup.micro_batch_size, setup.sequence_length, seed)
     return measure_step(model, examples, Collator(prepared.tokenizer.pad_token_id), setup.micro_batch_size,
-                        setup.gradient_checkpointing, setup.optimizer, "bf16" if setup.mixed_precision else "fp32")
+                        setup.gradient_checkpointing, setup.optimizer, _precision(setup))
+
+
+def measure_peak_of(model_name: str, setup: Setup, seed: int = 0) -> int:
+    """Load, prepare and return the CPU allocator's peak over two steps of ``setup`` (bytes), temporaries included."""
+    prepared = prepare_for_setup(model_name, setup)
+    model = prepared.model
+    examples = _random_examples(model.config.vocab_size, 4 * setup.micro_batch_size, setup.sequence_length, seed)
+    return measure_peak(model, examples, Collator(prepared.tokenizer.pad_token_id), setup.micro_batch_size,
+                        setup.gradient_checkpointing, setup.optimizer, _precision(setup), setup.loss_chunk_rows)

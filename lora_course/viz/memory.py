@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 
-from lora_course.memory import COMPONENTS, Setup, estimate
+from lora_course.memory import Setup, estimate
 from lora_course.memory.fit import WHOLE_MODEL_METHODS
 
 COLORS = {"weights": "#4c72b0", "quant_constants": "#8172b3", "gradients": "#dd8452", "optimizer_states": "#c44e52",
-          "activations": "#55a868", "logits": "#937860", "overhead": "#bbbbbb"}
+          "activations": "#55a868", "autocast_copies": "#64b5cd", "logits": "#937860", "overhead": "#bbbbbb"}
+# What lives through the step, then what its largest moment adds (the logits, or the loss's gradients, or a
+# layer's backward scratch: whichever is largest), then the CUDA allowance: the bar ends at the total
+THROUGHOUT = ("weights", "quant_constants", "gradients", "optimizer_states", "activations", "autocast_copies")
+PEAK_EXTRA = "logits and temporaries at the peak"
 
 
 def plot_breakdowns(breakdowns: dict, ax=None, unit: float = 2**30, unit_name: str = "GiB", capacity=None):
@@ -19,10 +23,15 @@ def plot_breakdowns(breakdowns: dict, ax=None, unit: float = 2**30, unit_name: s
         _, ax = plt.subplots(figsize=(1.6 + 1.3 * len(breakdowns), 4))
     labels = list(breakdowns)
     bottoms = [0.0] * len(labels)
-    for component in COMPONENTS:
-        values = [getattr(breakdowns[label], component) / unit for label in labels]
+    for component in THROUGHOUT + (PEAK_EXTRA, "overhead"):
+        if component == PEAK_EXTRA:
+            values = [(b.total - b.overhead - sum(getattr(b, c) for c in THROUGHOUT)) / unit
+                      for b in breakdowns.values()]
+        else:
+            values = [getattr(breakdowns[label], component) / unit for label in labels]
         if any(values):
-            ax.bar(labels, values, bottom=bottoms, color=COLORS[component], label=component.replace("_", " "))
+            ax.bar(labels, values, bottom=bottoms, color=COLORS.get(component, "#dddddd"),
+                   label=component.replace("_", " "))
             bottoms = [b + v for b, v in zip(bottoms, values)]
     if capacity:
         ax.axhline(capacity / unit, color="black", linestyle="--", linewidth=1)
