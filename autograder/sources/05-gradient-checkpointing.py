@@ -41,7 +41,8 @@ def make_blocks(n: int = 6, seed: int = 0) -> nn.ModuleList:
 #
 # Write `forward(blocks, x, checkpointed)`: apply the blocks in order; with `checkpointed=True`, run each block
 # through `torch.utils.checkpoint.checkpoint(..., use_reentrant=False)`. Results and gradients must be identical
-# either way.
+# either way, also when `x` does not require grad (in LoRA the frozen model's embeddings feed the first block: only
+# the weights inside the blocks are trained), and for any number of blocks and input shape `(..., d)`.
 # %% answer id=forward
 def forward(blocks: nn.ModuleList, x: torch.Tensor, checkpointed: bool) -> torch.Tensor:
     ### BEGIN SOLUTION
@@ -60,10 +61,25 @@ ref = x
 for b in blocks:
     ref = b(ref)
 assert torch.allclose(plain, ref, atol=1e-6), "forward must apply every block in order"
-g_plain = torch.autograd.grad(plain.sum(), [x, *blocks.parameters()])
-g_ckpt = torch.autograd.grad(forward(blocks, x, checkpointed=True).sum(), [x, *blocks.parameters()])
-for a, b in zip(g_plain, g_ckpt):
-    assert torch.allclose(a, b, atol=1e-6), "checkpointed gradients differ from the plain ones"
+
+
+def _grads(blocks, x, checkpointed):
+    # backward() rather than autograd.grad(): reentrant checkpointing supports only the former
+    blocks.zero_grad(set_to_none=True)
+    x = x.detach().requires_grad_(x.requires_grad)
+    out = forward(blocks, x, checkpointed)
+    assert out.requires_grad, f"checkpointed={checkpointed}: the output does not require grad, the weights get no gradient"
+    out.sum().backward()
+    return [x.grad] + [p.grad for p in blocks.parameters()]
+
+
+for x_edge, blocks_edge in [(x, blocks), (torch.randn(2, 7, 64), make_blocks(4, seed=1)),
+                            (torch.randn(5, 64, requires_grad=True), make_blocks(1, seed=2))]:
+    for a, b in zip(_grads(blocks_edge, x_edge, False), _grads(blocks_edge, x_edge, True)):
+        assert (a is None) == (b is None), "checkpointed and plain passes give gradients to different tensors"
+        assert a is None or torch.allclose(a, b, atol=1e-6), (
+            f"checkpointed gradients differ from the plain ones (input {tuple(x_edge.shape)}, "
+            f"requires_grad={x_edge.requires_grad})")
 ### END HIDDEN TESTS
 # %% markdown
 # ## 5.2 Measuring what the graph keeps
@@ -95,6 +111,12 @@ assert n == 2 * 10 * 20 * 4, f"a * a saves both operands (2 x 800 bytes), you co
 w = torch.randn(20, 30, requires_grad=True)
 assert saved_bytes(lambda: a @ w) == (10 * 20 + 20 * 30) * 4, "a matmul saves both of its inputs"
 assert saved_bytes(lambda: (a.detach() + 1).sum()) == 0, "nothing is saved without autograd"
+a64, w64 = a.double().detach().requires_grad_(), w.double().detach().requires_grad_()
+assert saved_bytes(lambda: a64 @ w64) == (10 * 20 + 20 * 30) * 8, "float64 elements take 8 bytes (element_size())"
+a16 = a.bfloat16().detach().requires_grad_()
+assert saved_bytes(lambda: (a16 * a16).sum()) == 2 * 10 * 20 * 2, "bfloat16 elements take 2 bytes"
+b = torch.randn(10, 3, requires_grad=True)
+assert saved_bytes(lambda: a[:, :3] * b) == 2 * 10 * 3 * 4, "a saved slice counts its own elements, not its storage's"
 ### END HIDDEN TESTS
 # %% test id=test_checkpointing_saves_memory points=3
 blocks = make_blocks()
@@ -107,6 +129,14 @@ assert ckpt < plain / 4, f"checkpointing should keep far less ({ckpt} vs {plain}
 block_inputs = len(blocks) * x.numel() * x.element_size()
 params = sum(p.numel() * p.element_size() for p in blocks.parameters())
 assert ckpt <= block_inputs + params, "a checkpointed run keeps at most each block's input (plus parameters)"
+frozen_input = torch.randn(8, 64, 64)  # the embeddings of a frozen model: no grad, but the blocks' weights train
+plain = saved_bytes(lambda: forward(blocks, frozen_input, checkpointed=False))
+ckpt = saved_bytes(lambda: forward(blocks, frozen_input, checkpointed=True))
+assert ckpt < plain / 4, f"with an input that does not require grad, checkpointing must still save memory ({ckpt} vs {plain})"
+one = make_blocks(1, seed=3)
+plain = saved_bytes(lambda: forward(one, x, checkpointed=False))
+ckpt = saved_bytes(lambda: forward(one, x, checkpointed=True))
+assert ckpt < plain / 4, f"a single block is checkpointed too ({ckpt} vs {plain} bytes)"
 ### END HIDDEN TESTS
 # %% markdown
 # ## 5.3 What it costs (skipped when the notebook is autograded)

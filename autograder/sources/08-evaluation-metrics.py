@@ -37,7 +37,8 @@ def eval_batches(seed: int = 0) -> list[dict]:
 #
 # Write `perplexity(model, batches)`: exp of the mean token negative log-likelihood over **all** target tokens of
 # all batches (with the usual shift: position t predicts token t+1). Not the mean of the batches' perplexities.
-# Work under `torch.no_grad()`; return a float.
+# A row, or a whole batch, may have no target at all (every label -100, as padding has): it adds nothing (a mean
+# loss over no tokens is NaN). Work under `torch.no_grad()`; return a float.
 # %% answer id=perplexity
 def perplexity(model, batches: list[dict]) -> float:
     ### BEGIN SOLUTION
@@ -74,13 +75,23 @@ for seed in (0, 1):
     ref = _reference_ppl(model, eval_batches(seed))
     got = perplexity(model, eval_batches(seed))
     assert abs(got - ref) / ref < 1e-4, f"perplexity {got:.3f}, expected {ref:.3f} (token-weighted over all batches)"
+padded = eval_batches(2)
+padded[0]["labels"][:, 6:] = -100  # right padding
+padded[2]["labels"][1] = -100  # a padding-only row
+padded.append({"input_ids": padded[1]["input_ids"].clone(), "labels": torch.full((1, 4), -100)})  # no target at all
+ref = _reference_ppl(model, padded)
+got = perplexity(model, padded)
+assert math.isfinite(got) and abs(got - ref) / ref < 1e-4, (
+    f"perplexity {got:.3f}, expected {ref:.3f} with padding and a batch without targets (they add nothing)")
 ### END HIDDEN TESTS
 # %% markdown
 # ## 8.2 Token F1 (SQuAD)
 #
 # Write `normalize(text)` (lower case, remove punctuation, remove the articles a/an/the, collapse whitespace) and
 # `token_f1(prediction, reference)`: the F1 of the two normalised token **multisets** (a token that appears twice
-# in both counts twice). Two empty answers have F1 1.0; one empty answer gives 0.0.
+# in both counts twice). Only whole words are articles ("pizza" keeps its "a"); any whitespace (tabs, newlines)
+# collapses to single spaces. Two answers that are empty once normalised (`""`, `"The"`) have F1 1.0; one empty
+# answer gives 0.0.
 # %% answer id=token_f1
 def normalize(text: str) -> str:
     ### BEGIN SOLUTION
@@ -111,12 +122,17 @@ assert abs(token_f1("the capital is Paris", "Paris") - 2 * (1 / 3) * 1 / (1 / 3 
 assert abs(token_f1("new new york", "new york") - 0.8) < 1e-9, "duplicates: count tokens as a multiset"
 assert abs(token_f1("new york", "new new york") - 0.8) < 1e-9
 assert token_f1("", "") == 1.0 and token_f1("a", "Paris") == 0.0 and token_f1("Lyon", "Paris") == 0.0
+assert normalize("a pizza in Japan") == "pizza in japan", "only whole words are articles"
+assert normalize("Soothe the banana") == "soothe banana", "only whole words are articles"
+assert normalize("new\tYork\n") == "new york", "tabs and newlines collapse to single spaces"
+assert token_f1("The", "an!") == 1.0, "two answers that normalise to nothing have F1 1.0"
 ### END HIDDEN TESTS
 # %% markdown
 # ## 8.3 Macro F1
 #
 # Write `macro_f1(y_true, y_pred)`: the unweighted mean over the classes that occur in `y_true` or `y_pred` of each
-# class's F1 (a class with no true positives has F1 0). Do not use scikit-learn; the test compares with it.
+# class's F1 (a class with no true positives has F1 0, also one that is predicted but never true). Labels may be
+# strings, ints or bools. Do not use scikit-learn; the test compares with it.
 # %% answer id=macro_f1
 def macro_f1(y_true: list, y_pred: list) -> float:
     ### BEGIN SOLUTION
@@ -140,6 +156,8 @@ import random
 
 rng = random.Random(0)
 cases = [(y_true, y_pred), ([0, 0, 0, 0, 1], [0, 0, 0, 0, 0]), ([1, 2, 3], [3, 2, 1])]
+cases += [(["pos", "neg", "neg", "pos"], ["pos", "neu", "neg", "pos"]),  # "neu" is predicted, never true
+          ([True, False, True], [True, True, False]), ([1], [1]), ([1], [0])]
 for _ in range(5):
     t = [rng.choice("abcd") for _ in range(30)]
     cases.append((t, [x if rng.random() < 0.6 else rng.choice("abcd") for x in t]))

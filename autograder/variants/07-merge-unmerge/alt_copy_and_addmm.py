@@ -1,7 +1,9 @@
 # %% answer id=delta_weight
 def delta_weight(layer):
     A, B = layer.lora_A.weight, layer.lora_B.weight
-    return torch.einsum("or,ri->oi", B, A) * (layer.alpha / layer.r)
+    # the layer's own scaling: alpha / r again from its fields would be wrong for an rsLoRA layer (alpha / sqrt(r)),
+    # which the exercise now includes (this alternative used alpha / r before)
+    return torch.einsum("or,ri->oi", B, A) * layer.scaling
 # %% answer id=merge_unmerge
 @torch.no_grad()
 def merge(layer):
