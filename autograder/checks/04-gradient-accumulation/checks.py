@@ -34,9 +34,12 @@ def _micro_batch(g, rows, length, fully_masked=False):
 
 
 def _window(g, fully_masked_at=None):
-    n = _int(g, 2, 4)
-    batches = [_micro_batch(g, _int(g, 1, 3), _int(g, 5, 12)) for _ in range(n)]
-    batches[0] = _micro_batch(g, 1, _int(g, 5, 12))  # a single example
+    while True:  # uneven: micro-batches with equal numbers of targets would hide a mean of means
+        n = _int(g, 2, 4)
+        batches = [_micro_batch(g, 1, _int(g, 5, 12))]  # a single example
+        batches += [_micro_batch(g, _int(g, 1, 3), _int(g, 5, 12)) for _ in range(n - 1)]
+        if len({_targets(b["labels"]) for b in batches}) > 1:
+            break
     if fully_masked_at is not None:
         batches.insert(fully_masked_at, _micro_batch(g, _int(g, 1, 2), _int(g, 5, 8), fully_masked=True))
     return {"seed": _int(g, 0, 9999), "config": CONFIG, "micro_batches": batches}
