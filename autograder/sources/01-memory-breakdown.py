@@ -43,6 +43,13 @@ except ValueError:
     pass
 else:
     raise AssertionError("an unknown dtype must raise ValueError")
+for lookalike in ("float64", "int4"):
+    try:
+        bytes_per_parameter(lookalike)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError(f"{lookalike!r} is not one of the five names: it must raise ValueError")
 ### END HIDDEN TESTS
 # %% markdown
 # ## 1.2 The breakdown
@@ -101,6 +108,10 @@ assert big["weights"] == 2 * 8_030_261_248 and big["gradients"] == 2 * 8_030_261
 assert big["optimizer"] == 8 * 8_030_261_248, "AdamW keeps two fp32 states: 8 bytes per trainable parameter"
 q = memory_breakdown(8_030_261_248, 20_971_520, "nf4")
 assert q["weights"] == 4_015_130_624 and q["optimizer"] == 8 * 20_971_520
+assert q["gradients"] == 4 * 20_971_520, "QLoRA: NF4 weights, but the adapter's gradients are fp32 (the default)"
+mixed = memory_breakdown(1_000_003, 1_001, "bfloat16", "float32")
+assert mixed == {"weights": 2_000_006, "gradients": 4_004, "optimizer": 8_008, "total": 2_012_018}, (
+    "bf16 weights with fp32 gradients: each part in its own dtype")
 ### END HIDDEN TESTS
 # %% markdown
 # ## 1.3 Reading the numbers

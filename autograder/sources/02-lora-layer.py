@@ -23,7 +23,7 @@ torch.manual_seed(0)
 # %% markdown
 # ## 2.1 The layer
 #
-# Write `LoRALayer(base, r, alpha)`: it keeps `base` (an `nn.Linear`) and **freezes** it, and has two trainable
+# Write `LoRALayer(base, r, alpha)`: it keeps `base` (an `nn.Linear`, with or without a bias) and **freezes** it, and has two trainable
 # `nn.Parameter`s: `A` of shape `(r, in_features)`, initialised randomly (e.g. Kaiming-uniform like `nn.Linear`),
 # and `B` of shape `(out_features, r)`, initialised to zeros; `scaling` is $\alpha / r$.
 # `forward(x)` returns `base(x) + scaling * (x A^T) B^T`.
@@ -94,6 +94,12 @@ for r, alpha in [(1, 1), (4, 32), (16, 8)]:
         rf.lora_B.weight.copy_(o.B)
     z = torch.randn(2, 3, 12)
     assert torch.allclose(o(z), rf(z), atol=1e-5), f"forward differs from the reference for r={r}, alpha={alpha} (3-d input)"
+nb = nn.Linear(30, 18, bias=False)
+o = LoRALayer(nb, r=6, alpha=3)
+with torch.no_grad():
+    o.B.normal_()
+z = torch.randn(5, 30)
+assert torch.allclose(o(z), nb(z) + 0.5 * (z @ o.A.T @ o.B.T), atol=1e-5), "a base layer without a bias must work too"
 ### END HIDDEN TESTS
 # %% markdown
 # ## 2.2 Why scale by $\alpha / r$?

@@ -42,6 +42,9 @@ assert (trainable, total) == (ref["trainable"], ref["total"]), f"expected {ref},
 model.model.embed_tokens.weight.requires_grad_(False)
 ref = reference_count(model)
 assert count_parameters(model) == (ref["trainable"], ref["total"]), "a frozen tensor still counts in total, not in trainable"
+untied, _ = tiny_model(seed=0, tie_word_embeddings=False)
+ref = reference_count(untied)
+assert count_parameters(untied) == (ref["trainable"], ref["total"]), "a model whose lm_head has its own weights: count both"
 ### END HIDDEN TESTS
 # %% markdown
 # ## 3.2 Injecting
@@ -49,6 +52,8 @@ assert count_parameters(model) == (ref["trainable"], ref["total"]), "a frozen te
 # Write `inject(model, r, alpha, targets)`: replace every `nn.Linear` whose *own* name (the last part of its
 # dotted name, e.g. `q_proj` in `model.layers.0.self_attn.q_proj`) is in `targets` by a `LoRALinear` around it,
 # freeze every other parameter of the model, and return the sorted list of the full dotted names you wrapped.
+# A target that is no linear layer's own name wraps nothing: not `proj` (only part of `q_proj`'s name), not
+# `mlp` (a block, not an `nn.Linear`).
 # %% answer id=inject
 def inject(model: nn.Module, r: int, alpha: float, targets: list[str]) -> list[str]:
     ### BEGIN SOLUTION
@@ -80,6 +85,11 @@ got = reference_count(model)
 assert got == ref, f"after injection: expected {ref}, your model has {got} (is everything but the adapters frozen?)"
 per_layer = sum(4 * (m.in_features + m.out_features) for _, m in ref_model.named_modules() if isinstance(m, LoRALinear))
 assert got["trainable"] == per_layer, "trainable parameters must be r (d_in + d_out) per wrapped layer"
+for odd_targets, expected in [(["proj", "v_proj"], "v_proj"), (["mlp", "k_proj"], "k_proj")]:
+    odd_model, _ = tiny_model(seed=0)
+    odd_names = inject(odd_model, r=2, alpha=4, targets=odd_targets)
+    assert odd_names == [f"model.layers.{i}.self_attn.{expected}" for i in range(3)], (
+        f"targets {odd_targets}: only layers whose own name is a target, and only nn.Linear ones; got {odd_names}")
 ### END HIDDEN TESTS
 # %% test id=test_inject_all_linear points=3
 model, _ = tiny_model(seed=0)

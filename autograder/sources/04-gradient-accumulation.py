@@ -38,7 +38,7 @@ def make_micro_batches(seed: int = 0) -> list[dict]:
 # ## 4.1 Counting targets
 #
 # Write `count_targets(labels)`: the number of positions that are predicted and are targets (remember the shift:
-# the first position of each row is never predicted).
+# the first position of each row is never predicted). A row may hold no target at all (padding only).
 # %% answer id=count_targets
 def count_targets(labels: torch.Tensor) -> int:
     ### BEGIN SOLUTION
@@ -50,13 +50,17 @@ assert isinstance(count_targets(labels), int)
 ### BEGIN HIDDEN TESTS
 assert count_targets(labels) == 5, f"expected 5 targets (3 + 2), got {count_targets(labels)}"
 assert count_targets(torch.tensor([[1, 2, 3]])) == 2, "the first position is never a target"
+assert count_targets(torch.tensor([[-100, -100, -100], [4, -100, 6]])) == 1, "a padding-only row has no target"
+assert count_targets(torch.tensor([[7], [-100]])) == 0, "a row of one position has nothing to predict"
 ### END HIDDEN TESTS
 # %% markdown
 # ## 4.2 One accumulation window
 #
 # Write `accumulate(model, micro_batches)`: run every micro-batch forward and backward so that, at the end, each
 # parameter's `.grad` holds the gradient of (sum of the token cross-entropies of all micro-batches) / (number of
-# target tokens of all micro-batches). Return that loss as a Python float. Do not call an optimizer.
+# target tokens of all micro-batches). Return that loss as a Python float. Do not call an optimizer. A micro-batch
+# may have no target at all (every label -100, e.g. a prompt cut at the maximum length): it adds nothing to the
+# window, and must not turn the loss or the gradients into NaN.
 # %% answer id=accumulate
 def accumulate(model: torch.nn.Module, micro_batches: list[dict]) -> float:
     ### BEGIN SOLUTION
@@ -92,6 +96,11 @@ assert all(p.grad is not None for p in model.parameters()), "every parameter sho
 ### BEGIN HIDDEN TESTS
 ref_loss, ref_grads = big_batch_gradient(0)
 assert abs(loss - ref_loss) < 1e-4, f"window loss {loss:.5f}, expected {ref_loss:.5f} (mean over all target tokens of the window)"
+empty = {"input_ids": torch.randint(3, 2000, (2, 6)), "labels": torch.full((2, 6), -100)}
+model_with_empty, _ = tiny_model(seed=0)
+loss_with_empty = accumulate(model_with_empty, make_micro_batches(0)[:1] + [empty] + make_micro_batches(0)[1:])
+assert abs(loss_with_empty - ref_loss) < 1e-4, (
+    f"a micro-batch without any target must add nothing to the window: loss {loss_with_empty}, expected {ref_loss:.5f}")
 ### END HIDDEN TESTS
 # %% test id=test_accumulate_gradient points=4
 # Graded by hidden tests: every parameter's gradient must equal the gradient of the whole window's loss.

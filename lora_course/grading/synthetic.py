@@ -235,8 +235,10 @@ def synthetic_class(folder: Path) -> dict[str, float | tuple[str, str]]:
     put("swallows_test_errors", _insert_after_answer(_with_answer(_variant("wrong_zero_a")),
         "def _wrap(lines):\n    return ['try:\\n'] + ['    ' + l for l in lines] + ['\\nexcept BaseException:\\n    pass\\n']\n"
         "get_ipython().input_transformers_post.append(_wrap)\n"), expect=4.0)
+    # the hidden checks run outside the kernel: patching torch inside it changes nothing, so the wrong answer gets
+    # what wrong_no_scaling gets (in the kernel, the guard used to fail every cell it patched in)
     put("patches_while_tested", _with_answer(_variant("wrong_no_scaling").replace(
-        "    def forward(self, x):\n", "    def forward(self, x):\n        torch.allclose = lambda *a, **k: True\n")), expect=0.0)
+        "    def forward(self, x):\n", "    def forward(self, x):\n        torch.allclose = lambda *a, **k: True\n")), expect=4.0)
     put("leaks_tests_through_errors", _with_answer(_correct().replace(
         "        return self.base(x) + (x @ self.A.T @ self.B.T) * self.scaling",
         "        import inspect, linecache\n        caller = inspect.currentframe().f_back\n"
