@@ -352,7 +352,10 @@ def grade(assignment: str, submissions: str | Path, out_dir: str | Path, *, jobs
                     r = results[sid]
                     # how the kernel's limits were held (the relay's record, outside the kernel's reach)
                     ending = read_ending(next(j for p_sid, j, _ in pending if p_sid == sid).parent / ENDING_FILE, 0)
-                    sandbox_report = sandbox_report or ending.get("mechanisms")
+                    if sandbox_report is None and ending.get("mechanisms"):
+                        sandbox_report = ending["mechanisms"]
+                        progress("limits of each submission: " + "; ".join(
+                            f"{k} by {sandbox_report[k].split(' (')[0]}" for k in ("memory", "processes", "disk")))
                     if checks and res.get("success"):
                         sandbox = next(sb for p_sid, _, sb in pending if p_sid == sid)
                         res["verdicts"] = {g: hidden_checks.verdict(checks, g, inputs[g],

@@ -162,8 +162,6 @@ def _linux_namespaces(libc, report: dict, workdir: str | None, ending_fd: int | 
     os.close(go_w)
     os.read(go_r, 1)  # EOF once the relay has put us in the cgroup (or found none)
     os.close(go_r)
-    if ending_fd is not None:
-        os.close(ending_fd)
     libc.prctl(1, 9)  # PR_SET_DEATHSIG, SIGKILL: the kernel dies with its relay
     done = _own_procfs_and_pid_limit(libc, limits)
     # no user namespace may be made inside the kernel's (where code would regain the rights to mount a tmpfs
@@ -312,6 +310,8 @@ def confine() -> dict:
         _linux_namespaces(_libc(), report, workdir, ending_fd)
     else:
         report["isolation"] = "resource limits only on this platform"
+    if ending_fd is not None:  # only the relay writes it (the kernel, or a kernel without a relay, must not)
+        os.close(ending_fd)
     _limits(report)  # after the namespaces: the relay process needs no limits
     if workdir:
         report["caches_moved"] = _move_caches_into(workdir, _covered_folders())
