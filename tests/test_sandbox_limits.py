@@ -31,7 +31,7 @@ from lora_course.grading.variants import dumps
 ROOT = Path(__file__).resolve().parents[1]
 LINUX = sys.platform.startswith("linux")
 # small enough that the submissions below pass them quickly, large enough for a correct notebook with torch
-LIMITS = Limits(cell_timeout=8, notebook_timeout=150, memory_mb=3072, processes=200, disk_mb=200)
+LIMITS = Limits(cell_timeout=10, notebook_timeout=150, memory_mb=3072, processes=200, disk_mb=200)
 
 FORKS_MEMORY = '''
 import os, time
@@ -85,7 +85,7 @@ CASES = {
     "fork_bomb": (FORK_BOMB, 0.0, "process limit: the submission ran"),
     "fills_disk": (FILLS_DISK, 0.0, "disk limit: the submission wrote"),
     "ignores_sigint": (IGNORES_SIGINT, 0.0, "ignored the interrupt (SIGINT); the kernel was stopped"),
-    "sleeps_past_cell_limit": (SLOW_CELL, 8.0, "ran past the cell time limit of 8 s and was interrupted"),
+    "sleeps_past_cell_limit": (SLOW_CELL, 8.0, "ran past the cell time limit of 10 s and was interrupted"),
     "exits": (EXITS, 0.0, "the kernel exited with status 3"),
     "segfaults": (SEGFAULTS, 0.0, "the kernel crashed: SIGSEGV"),
 }

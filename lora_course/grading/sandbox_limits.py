@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass
 
 POLL_S = 0.1
 DISK_EVERY = 3  # the folder is walked every third poll: a walk costs more than reading /proc
+FORKING = 8  # processes more than at the last poll: a fork bomb under way
 RESERVED_PIDS = 300  # Linux hands out PIDs below this only before the first wrap-around
 ENDING_ENV = "LORA_COURSE_SANDBOX_ENDING"
 ENDING_FILE = "kernel-ending.json"  # in the job's private folder
@@ -263,12 +264,18 @@ def _held_deleted_files(procs: list[str]) -> int:
 
 
 class Supervisor:
-    """Watches one kernel (PID 1 of its namespace, our child) and stops it at the first total passed."""
+    """Watches one kernel (PID 1 of its namespace, our child) and stops it at the first total passed.
+
+    Counting processes is cheap and comes first. Measuring memory exactly reads each process's memory map,
+    which waits while that process forks; so while the count grows fast (a fork bomb on its way to the process
+    limit), memory and disk wait for the next poll. A slower start is measured at every poll. The relay cannot hand the measuring to a thread: a process
+    that made a new PID namespace for its children may not start threads."""
 
     def __init__(self, child: int, workdir: str | None, limits: SubmissionLimits):
         self.child, self.workdir, self.limits = child, workdir, limits
         self.ns = os.readlink(f"/proc/{child}/ns/pid")
         self.polls = 0
+        self.last_count = 0
         self.peak = {"memory_mb": 0, "processes": 0, "disk_mb": 0}
 
     def _processes(self) -> list[str]:
@@ -290,13 +297,16 @@ class Supervisor:
         if tasks >= lim.processes:
             return (f"process limit: the submission ran {tasks} processes and threads at once, the limit is "
                     f"{lim.processes} (a fork bomb, or a pool started in a loop); the kernel was stopped")
+        forking, self.last_count = len(pids) >= self.last_count + FORKING, len(pids)
+        if forking:
+            return None
         if lim.memory_mb:
             kb = sum(_rss_kb(p) for p in pids)
             if kb > lim.memory_mb << 10:  # resident counts shared pages in each process: measure exactly
                 kb = _pss_total_kb(pids, lim.memory_mb << 10)
             self.peak["memory_mb"] = max(self.peak["memory_mb"], kb >> 10)
             if kb > lim.memory_mb << 10:
-                return (f"memory limit: the submission's {len(pids)} process(es) used {kb >> 10} MiB together, the "
+                return (f"memory limit: the submission's {len(pids)} process(es) used {-(-kb >> 10)} MiB together, the "
                         f"limit is {lim.memory_mb} MiB; the kernel was stopped")
         self.polls += 1
         if self.workdir and lim.disk_mb and self.polls % DISK_EVERY == 1:
@@ -304,7 +314,7 @@ class Supervisor:
             used += _held_deleted_files(pids)
             self.peak["disk_mb"] = max(self.peak["disk_mb"], used >> 20)
             if used > lim.disk_mb << 20:
-                return (f"disk limit: the submission wrote {used >> 20} MiB (its folder and deleted files it held "
+                return (f"disk limit: the submission wrote {-(-used >> 20)} MiB (its folder and deleted files it held "
                         f"open), the limit is {lim.disk_mb} MiB; the kernel was stopped")
             if entries > lim.files:
                 return f"disk limit: the submission made more than {lim.files} files; the kernel was stopped"
