@@ -18,7 +18,12 @@ def register(subparsers) -> None:
     p.add_argument("--jobs", type=int, default=2, help="submissions graded at once (default 2)")
     p.add_argument("--cell-timeout", type=int, default=30, help="seconds a cell may run (default 30)")
     p.add_argument("--notebook-timeout", type=int, default=300, help="seconds a submission may take (default 300)")
-    p.add_argument("--memory-mb", type=int, default=4096, help="memory limit of a student's kernel (default 4096)")
+    p.add_argument("--memory-mb", type=int, default=4096,
+                   help="memory of a submission, all its processes together (and of each one; default 4096)")
+    p.add_argument("--processes", type=int, default=256,
+                   help="processes and threads a submission may run at once (default 256)")
+    p.add_argument("--disk-mb", type=int, default=512, help="what a submission may write, all files together "
+                                                               "(default 512)")
     p.add_argument("--seed", type=int, default=None,
                    help="seed of the hidden checks' inputs (default: drawn at grading time; summary.json records "
                         "it, so a run can be repeated exactly)")
@@ -29,7 +34,8 @@ def run(args) -> int:
     from lora_course.grading.pipeline import Limits, grade
 
     summary = grade(args.assignment, args.submissions, args.out, jobs=args.jobs,
-                    limits=Limits(args.cell_timeout, args.notebook_timeout, args.memory_mb), course=args.course,
+                    limits=Limits(args.cell_timeout, args.notebook_timeout, args.memory_mb, args.processes,
+                                  args.disk_mb), course=args.course,
                     seed=args.seed)
     print(f"{summary['graded']} of {summary['submissions']} graded; mean "
           f"{summary['mean'] if summary['mean'] is None else round(summary['mean'], 2)} / {summary['max_score']:g}; "

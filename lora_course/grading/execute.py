@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 
-from nbclient.exceptions import DeadKernelError
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbclient.util import run_sync
 from nbformat.notebooknode import NotebookNode
 from nbformat.v4 import new_code_cell
 from nbgrader.preprocessors import Execute
+
+from lora_course.grading.sandbox_limits import ENDING_ENV, read_ending
 
 # what the last notebook's run found: read by the worker, which runs nbgrader in this same process
 LAST_RUN: dict = {}
@@ -33,9 +37,27 @@ class GuardedExecute(Execute):
     def preprocess(self, nb, resources=None, km=None):
         self._dead = None
         self._started = False
+        self._timed_out: list[int] = []
         self.tampering: list[str] = []
         LAST_RUN.clear()
         return super().preprocess(nb, resources, km)
+
+    async def _async_handle_timeout(self, timeout, cell=None):
+        self._timed_out.append(self._index)
+        return await super()._async_handle_timeout(timeout, cell)
+
+    def _label(self, index: int) -> str:
+        grade_id = self.nb.cells[index].metadata.get("nbgrader", {}).get("grade_id")
+        return f"cell {index}" + (f" ({grade_id})" if grade_id else "")
+
+    def _stop_kernel(self) -> None:
+        """Kill the kernel's relay (the kernel dies with it); used when it ignores the interrupt."""
+        process = getattr(getattr(self.km, "provisioner", None), "process", None)
+        if process is not None and process.poll() is None:
+            try:
+                os.kill(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def _silent(self, code: str, index: int) -> str:
         cell = new_code_cell(code)
@@ -63,6 +85,7 @@ class GuardedExecute(Execute):
         if self._dead:
             cell.outputs = [error_output("KernelDied", self._dead)]
             return cell, self.resources
+        self._index = index
         try:
             if not self._started:
                 self._started = True
@@ -80,9 +103,22 @@ class GuardedExecute(Execute):
                         + ", ".join(during[:5])))
             if trusted:
                 self._silent(f"{GUARD}.end_trusted()", index)
-        except DeadKernelError as e:
-            self._dead = f"the kernel died while running cell {index} ({str(e)[:200] or 'no message'}): " \
-                         "memory limit, os._exit or a crash"
+        except CellTimeoutError:  # the interrupt went unanswered: the kernel ignores SIGINT or is stuck in C code
+            self._stop_kernel()
+            # unless the relay was already stopping it at a limit (a fork bomb takes seconds to tear down)
+            limit = read_ending((self.kernel_env or {}).get(ENDING_ENV), wait_s=0).get("reason")
+            self._dead = f"{limit} (while running {self._label(index)})" if limit else (
+                f"{self._label(index)} ran past the cell time limit of {self.timeout} s and ignored the interrupt "
+                "(SIGINT); the kernel was stopped")
             cell.outputs.append(error_output("KernelDied", self._dead))
+        except DeadKernelError as e:
+            # the relay outside the kernel wrote why it ended (a limit, a crash, a signal, an exit)
+            reason = read_ending((self.kernel_env or {}).get(ENDING_ENV)).get("reason") or \
+                f"the kernel died ({str(e)[:200] or 'no message'}): memory limit, os._exit or a crash"
+            self._dead = f"{reason} (while running {self._label(index)})"
+            cell.outputs.append(error_output("KernelDied", self._dead))
+        if index in self._timed_out and not self._dead:
+            LAST_RUN.setdefault("interrupted", []).append(
+                f"{self._label(index)} ran past the cell time limit of {self.timeout} s and was interrupted")
         LAST_RUN.update(tampering=list(self.tampering), kernel_died=self._dead)
         return cell, self.resources

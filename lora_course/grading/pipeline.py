@@ -36,6 +36,7 @@ from lora_course.errors import GradingSetupError, SubmissionError
 from lora_course.grading import checks as hidden_checks
 from lora_course.grading import feedback, repair
 from lora_course.grading.course import assignments, course_root, make_course, package_parent
+from lora_course.grading.sandbox_limits import ENDING_FILE, read_ending
 from lora_course.grading.submissions import Submission, read_class
 
 
@@ -43,7 +44,9 @@ from lora_course.grading.submissions import Submission, read_class
 class Limits:
     cell_timeout: int = 30  # seconds per cell
     notebook_timeout: int = 300  # seconds per submission, everything included
-    memory_mb: int = 4096  # address space of the kernel
+    memory_mb: int = 4096  # all the submission's processes together, and the address space of each
+    processes: int = 256  # processes and threads at once
+    disk_mb: int = 512  # what the submission writes, all files together
 
 
 def _when(t: float) -> str:
@@ -291,11 +294,13 @@ def grade(assignment: str, submissions: str | Path, out_dir: str | Path, *, jobs
             job = {"workdir": str(work), "template": str(template), "assignment": assignment, "student": sid,
                    "notebook": str(nb_path), "sandbox": str(sandbox), "memory_mb": limits.memory_mb,
                    "cell_timeout": limits.cell_timeout, "cpu_s": limits.notebook_timeout, "hide": hide,
+                   "processes": limits.processes, "disk_mb": limits.disk_mb,
                    "pythonpath": str(package_parent()), "guard_packages": guard_packages}
             (work / "job.json").write_text(json.dumps(job))
             return work / "job.json", sandbox
 
         results: dict[str, dict] = {}
+        sandbox_report: dict | None = None
         pending = []
         ids_seen: dict[str, int] = {}
         for sub in subs:
@@ -345,6 +350,12 @@ def grade(assignment: str, submissions: str | Path, out_dir: str | Path, *, jobs
                     sid = futures[fut]
                     res = fut.result()
                     r = results[sid]
+                    # how the kernel's limits were held (the relay's record, outside the kernel's reach)
+                    ending = read_ending(next(j for p_sid, j, _ in pending if p_sid == sid).parent / ENDING_FILE, 0)
+                    if sandbox_report is None and ending.get("mechanisms"):
+                        sandbox_report = ending["mechanisms"]
+                        progress("limits of each submission: " + "; ".join(
+                            f"{k} by {sandbox_report[k].split(' (')[0]}" for k in ("memory", "processes", "disk")))
                     if checks and res.get("success"):
                         sandbox = next(sb for p_sid, _, sb in pending if p_sid == sid)
                         res["verdicts"] = {g: hidden_checks.verdict(checks, g, inputs[g],
@@ -352,6 +363,7 @@ def grade(assignment: str, submissions: str | Path, out_dir: str | Path, *, jobs
                                            for g in checks.grade_ids}
                     if res.get("success"):
                         r.update(status="graded", **_summarise_result(res, source_nb))
+                        r["notes"].extend(res.get("interrupted", []))
                         if res.get("kernel_died"):
                             r["notes"].append(f"the kernel died: {res['kernel_died']}; later checks scored 0")
                         if res.get("tampering"):
@@ -372,7 +384,8 @@ def grade(assignment: str, submissions: str | Path, out_dir: str | Path, *, jobs
         elapsed = time.perf_counter() - t0
         in_kernel = [g for g in hidden_checks._test_cells(source_nb) if not checks or g not in checks.grade_ids]
         how = {"seed": seed, "outside_kernel": checks.grade_ids if checks else [], "in_kernel": in_kernel}
-        return _write_outputs(out, assignment, results, source_nb, hidden, elapsed, jobs, root, roster, how)
+        return _write_outputs(out, assignment, results, source_nb, hidden, elapsed, jobs, root, roster, how,
+                              sandbox_report)
     finally:
         shutil.rmtree(private, ignore_errors=True)
         shutil.rmtree(sandboxes, ignore_errors=True)
@@ -417,7 +430,8 @@ def _roster(results: dict, klass) -> dict:
 
 
 def _write_outputs(out: Path, assignment: str, results: dict, source_nb: dict, hidden: list[str], elapsed: float,
-                   jobs: int, course: Path, roster: dict | None = None, how: dict | None = None) -> dict:
+                   jobs: int, course: Path, roster: dict | None = None, how: dict | None = None,
+                   sandbox_report: dict | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     (out / "feedback").mkdir(exist_ok=True)
     tests = [repair.nbmeta(c)["grade_id"] for c in source_nb["cells"] if repair.nbmeta(c).get("grade")]
@@ -461,6 +475,8 @@ def _write_outputs(out: Path, assignment: str, results: dict, source_nb: dict, h
         "students": (roster or {}).get("students", []),
         # how the tests ran: checked outside the kernel (sound) or inside it (under the guard only)
         "checks": how or {},
+        # which mechanism held each limit on this machine (sandbox_limits; autograder/README.md, Isolation)
+        "sandbox": sandbox_report or {},
         "seconds": round(elapsed, 1), "jobs": jobs,
         "submissions_per_minute": round(len(rows) / elapsed * 60, 2) if elapsed else None,
     }

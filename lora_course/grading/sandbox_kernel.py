@@ -8,10 +8,13 @@ Before ipykernel starts (so before any student code), the process confines itsel
   all of an exported one, a checkout's solutions/ and autograder/) and the shared temporary folders (/tmp,
   /var/tmp, /dev/shm: other kernels' folders) are covered by empty mounts; every other mount is read-only except
   the kernel's own folder; there is no network (an empty network namespace); the kernel sees no process outside
-  its PID namespace. The inner user namespace locks those mounts, so code in the kernel cannot undo them.
+  its PID namespace, whose fresh procfs lists only the sandbox's processes. The inner user namespace locks those
+  mounts, so code in the kernel cannot undo them; the kernel then drops every capability and may make no user
+  namespace of its own. The outer process stays outside as the relay and supervisor: it bounds the submission's
+  totals (memory, processes, disk: ``sandbox_limits``) and writes the one-line reason the kernel ended.
 * Linux without user namespaces (some hardened kernels): resource limits only; the report says so.
 * macOS, Windows: resource limits (POSIX) only. See autograder/README.md.
-* Everywhere: address space (``LORA_COURSE_SANDBOX_MEMORY_MB``), CPU seconds and file size limits.
+* Everywhere: per-process address space (``LORA_COURSE_SANDBOX_MEMORY_MB``), CPU seconds and file size limits.
 
 The kernel talks to the grader over IPC sockets in its own folder (TCP would need the network it no longer has).
 It then snapshots the functions tests compare with (``guard``) and becomes an ordinary IPython kernel.
@@ -23,7 +26,22 @@ import ctypes
 import json
 import os
 import sys
+from dataclasses import asdict
 
+from lora_course.grading.sandbox_limits import (
+    DISK_EVERY,
+    ENDING_ENV,
+    POLL_S,
+    SubmissionLimits,
+    join_cgroup,
+    limit_pid_namespace,
+    limit_process_count,
+    make_cgroup,
+    remove_cgroup,
+    supervise,
+)
+
+KERNEL_NICE = 5
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
@@ -38,16 +56,21 @@ def _libc():
 
 
 def _limits(report: dict) -> None:
+    """Per-process limits (the totals are the relay's: sandbox_limits). No file may be larger than the disk
+    total, so a single write cannot pass it by more than a file."""
     import resource
 
-    mem = int(os.environ.get("LORA_COURSE_SANDBOX_MEMORY_MB", "0") or 0)
+    limits = SubmissionLimits.from_environment()
+    mem = limits.memory_mb
     if mem:
         resource.setrlimit(resource.RLIMIT_AS, (mem << 20, mem << 20))
     cpu = int(os.environ.get("LORA_COURSE_SANDBOX_CPU_S", "0") or 0)
     if cpu:
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (256 << 20, 256 << 20))  # no filling the disk
-    report["limits"] = {"memory_mb": mem, "cpu_s": cpu}
+    fsize = min(256, limits.disk_mb or 256) << 20
+    resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+    report["limits"] = {"memory_mb": mem, "cpu_s": cpu, "file_mb": fsize >> 20, "processes": limits.processes,
+                        "disk_mb": limits.disk_mb}
 
 
 def _write(path: str, text: str) -> None:
@@ -83,7 +106,7 @@ def _mount(libc, src, target, fstype, flags, data=None) -> bool:
     return libc.mount(enc(src), enc(target), enc(fstype), flags, enc(data)) == 0
 
 
-def _linux_namespaces(libc, report: dict, workdir: str | None) -> None:
+def _linux_namespaces(libc, report: dict, workdir: str | None, ending_fd: int | None = None) -> None:
     """Two nested user namespaces. In the outer one we own a new mount, network and PID namespace: we cover the
     grading folders with empty read-only mounts, make every other mount read-only except the kernel's own folder,
     and leave no network. The inner one (entered after the fork that makes us PID 1 of the new PID namespace)
@@ -124,21 +147,117 @@ def _linux_namespaces(libc, report: dict, workdir: str | None) -> None:
         _mount(libc, None, h, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
     report["isolation"] = (f"user+mount+network+pid namespaces; {len(ok_hidden)}/{len(hidden)} folders covered by "
                            f"empty mounts; {ro} mounts read-only; own folder writable: {writable}; no network")
+    limits = SubmissionLimits.from_environment()
+    cgroup, cgroup_why = make_cgroup(limits) if limits.memory_mb else (None, "no memory limit asked")
+    setup_r, setup_w = os.pipe()  # the kernel tells the relay what it could set up, then closes
+    go_r, go_w = os.pipe()  # the relay lets the kernel go on once it is in its cgroup
     pid = os.fork()
-    if pid:  # the outer process only relays: jupyter_client signals it, the kernel is our child (PID 1 inside)
-        import signal
-
-        signal.signal(signal.SIGINT, lambda *a: os.kill(pid, signal.SIGINT))
-        signal.signal(signal.SIGTERM, lambda *a: os.kill(pid, signal.SIGKILL))
-        while True:
-            try:
-                _, status = os.waitpid(pid, 0)
-                break
-            except InterruptedError:
-                continue
-        os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
-    libc.prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL: the kernel dies with its relay
+    if pid:  # the outer process only relays and supervises: jupyter_client signals it, the kernel is our child
+        os.close(setup_w)
+        os.close(go_r)
+        joined = cgroup is not None and join_cgroup(cgroup, pid)
+        os.close(go_w)
+        _relay(pid, workdir, limits, ending_fd, setup_r, report, cgroup if joined else None,
+               cgroup_why if not joined else f"{cgroup_why}, holding the kernel")
+    os.close(setup_r)
+    os.close(go_w)
+    os.read(go_r, 1)  # EOF once the relay has put us in the cgroup (or found none)
+    os.close(go_r)
+    libc.prctl(1, 9)  # PR_SET_DEATHSIG, SIGKILL: the kernel dies with its relay
+    # a little less CPU than its relay, so the relay still gets to count when a fork bomb fills the CPU queue
+    os.nice(KERNEL_NICE)
+    done = _own_procfs_and_pid_limit(libc, limits)
+    # no user namespace may be made inside the kernel's (where code would regain the rights to mount a tmpfs
+    # that no limit counts): this namespace may hold only the one entered next
+    try:
+        _write("/proc/sys/user/max_user_namespaces", "1")
+        done["nested_user_namespaces"] = "refused"
+    except OSError as e:
+        done["nested_user_namespaces"] = f"allowed ({e.strerror})"
+    if done.pop("sys_read_only", None):
+        _mount(libc, None, "/proc/sys", None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
     _enter_user_namespace(libc, CLONE_NEWNS, uid, gid)
+    if "processes" not in done:
+        done["processes"] = limit_process_count(limits) or "the supervisor only (counts every 0.1 s)"
+    done["capabilities"] = "dropped" if _drop_capabilities(libc) else "kept (capset failed)"
+    os.write(setup_w, json.dumps(done).encode())
+    os.close(setup_w)
+    report.update(done)
+
+
+def _relay(pid, workdir, limits, ending_fd, setup_r, report, cgroup, cgroup_why) -> None:
+    import signal
+
+    stopping: list = []
+
+    def stop(*_):
+        stopping.append(True)
+        os.kill(pid, signal.SIGKILL)
+
+    signal.signal(signal.SIGINT, lambda *a: os.kill(pid, signal.SIGINT))
+    signal.signal(signal.SIGTERM, stop)
+    chunks = []
+    while True:  # the kernel's setup takes a moment; EOF also when it died during it
+        try:
+            chunk = os.read(setup_r, 4096)
+        except InterruptedError:
+            continue
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(setup_r)
+    try:
+        setup = json.loads(b"".join(chunks) or b"{}")
+    except ValueError:
+        setup = {}
+    mechanisms = {"memory": (cgroup_why if cgroup else
+                             f"the supervisor (every {POLL_S} s, proportional set size of the namespace's "
+                             "processes) and the address-space limit of each process"),
+                  "processes": f"{cgroup_why}; {setup.get('processes', '')}" if cgroup else setup.get("processes", ""),
+                  "disk": f"the supervisor (every {POLL_S * DISK_EVERY:.1f} s, the kernel's folder and deleted files "
+                          "held open) and the file-size limit of each file",
+                  "procfs": setup.get("procfs", ""), "capabilities": setup.get("capabilities", ""),
+                  "nested_user_namespaces": setup.get("nested_user_namespaces", ""),
+                  "isolation": report.get("isolation", ""), "limits": asdict(limits)}
+    status = supervise(pid, workdir, limits, ending_fd, mechanisms, cgroup, stopping)
+    remove_cgroup(cgroup)
+    os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+
+
+def _own_procfs_and_pid_limit(libc, limits) -> dict:
+    """As PID 1 of the new PID namespace, still in the outer user namespace (which owns it): a mount namespace
+    of our own with a fresh procfs, which lists only this namespace's processes (not the grader's command line,
+    not the other kernels), and the namespace's pid_max. /proc/sys is made read-only by the caller afterwards, so
+    code in the kernel cannot raise the limit; the next user namespace locks both mounts."""
+    done: dict = {}
+    if libc.unshare(CLONE_NEWNS) != 0 or not _mount(libc, "proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC):
+        done["procfs"] = ("the machine's (a fresh one could not be mounted: "
+                          f"{os.strerror(ctypes.get_errno())}); the kernel sees every process's command line")
+        return done
+    done["procfs"] = "fresh, for the kernel's PID namespace"
+    held = limit_pid_namespace(limits)
+    if held:
+        done["processes"] = held + f"; the supervisor stops the kernel at {limits.processes}"
+    done["sys_read_only"] = _mount(libc, "/proc/sys", "/proc/sys", None, MS_BIND | MS_REC)
+    return done
+
+
+def _drop_capabilities(libc) -> bool:
+    """Give up every capability in the kernel's own user namespace: code in the kernel can then make no mount
+    (a tmpfs would hold memory no limit counts) and no namespace, and exec regains nothing (no_new_privs)."""
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            last = int(f.read())
+    except (OSError, ValueError):
+        last = 40
+    for cap in range(last + 1):
+        libc.prctl(24, cap, 0, 0, 0)  # PR_CAPBSET_DROP
+    libc.prctl(47, 4, 0, 0, 0)  # PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this thread
+    data = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable (two words each): none
+    ok = libc.capset(header, data) == 0
+    libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS
+    return ok
 
 
 def _interpreter_folders(shared: list[str]) -> list[str]:
@@ -186,10 +305,16 @@ def confine() -> dict:
     workdir = os.environ.get("LORA_COURSE_SANDBOX_DIR")
     if workdir:  # written before anything else, so the grader can always kill the kernel
         _write(os.path.join(workdir, "kernel.pid"), str(os.getpid()))
+    # where the relay writes how the kernel ended: opened now, in the grader's private folder, which the
+    # namespaces then hide; only the relay keeps it open
+    ending = os.environ.get(ENDING_ENV)
+    ending_fd = os.open(ending, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600) if ending else None
     if sys.platform.startswith("linux"):
-        _linux_namespaces(_libc(), report, workdir)
+        _linux_namespaces(_libc(), report, workdir, ending_fd)
     else:
         report["isolation"] = "resource limits only on this platform"
+    if ending_fd is not None:  # only the relay writes it (the kernel, or a kernel without a relay, must not)
+        os.close(ending_fd)
     _limits(report)  # after the namespaces: the relay process needs no limits
     if workdir:
         report["caches_moved"] = _move_caches_into(workdir, _covered_folders())

@@ -28,6 +28,7 @@ def kernel_environment(job: dict, base: dict | None = None) -> dict:
     PYTHONPATH that finds lora_course, one thread per library, and the sandbox's settings. Nothing else of the
     instructor's shell reaches code being graded (HF_TOKEN, GITHUB_TOKEN, AWS_SECRET_ACCESS_KEY, ...)."""
     from lora_course.grading.sandbox_kernel import _is_cache_variable
+    from lora_course.grading.sandbox_limits import ENDING_ENV, ENDING_FILE, SubmissionLimits
 
     base = dict(os.environ if base is None else base)
     sandbox = job["sandbox"]
@@ -47,6 +48,9 @@ def kernel_environment(job: dict, base: dict | None = None) -> dict:
         "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
         "LORA_COURSE_GUARD_MODULES": ",".join(job.get("guard_packages", [])),
+        **SubmissionLimits(memory_mb=job.get("memory_mb", 0), processes=job.get("processes", SubmissionLimits.processes),
+                           disk_mb=job.get("disk_mb", SubmissionLimits.disk_mb)).environment(),
+        ENDING_ENV: str(Path(job["workdir"]) / ENDING_FILE),  # in the grader's private folder: hidden from the kernel
     })
     return env
 
@@ -119,7 +123,7 @@ def _collect(api, course: Path, a: str, student: str) -> dict:
     from lora_course.grading.execute import LAST_RUN
 
     return {"grades": grades, "cells": cells, "tampering": LAST_RUN.get("tampering", []),
-            "kernel_died": LAST_RUN.get("kernel_died")}
+            "kernel_died": LAST_RUN.get("kernel_died"), "interrupted": LAST_RUN.get("interrupted", [])}
 
 
 def run_job_file(job_path: Path) -> None:
