@@ -1,5 +1,5 @@
 """The autograder, end to end through nbgrader: repairs of messy submissions, the sandbox, feedback that does not
-leak hidden tests, a small class in the default run, and (slow) a synthetic class of 39 submissions plus the
+leak hidden tests, a small class in the default run, and (slow) a synthetic class of 40 submissions plus the
 full catalogue of wrong and alternative answers of every exercise, each with exactly the expected grades."""
 
 from __future__ import annotations

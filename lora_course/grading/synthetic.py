@@ -61,7 +61,7 @@ def _insert_after_answer(nb: dict, *sources: str) -> dict:
     return nb
 
 
-WRONG = {"wrong_no_scaling": 4, "wrong_random_b": 6, "wrong_zero_a": 4, "wrong_base_not_frozen": 6, "wrong_r_over_alpha": 4}
+WRONG = {"wrong_no_scaling": 4, "wrong_bias_added_by_hand": 4, "wrong_random_b": 6, "wrong_zero_a": 4, "wrong_base_not_frozen": 6, "wrong_r_over_alpha": 4}
 HOSTILE_READ = '''
 import glob, os
 found = []
