@@ -180,7 +180,7 @@ def train(model, train_data, collator, config: TrainConfig, eval_data=None, resu
             trained_tokens += window_tokens
             input_tokens += n_input
             record = {"step": state["step"], "loss": window_loss, "lr": lr, "target_tokens": window_tokens,
-                      "tokens_per_s": n_input / (time.perf_counter() - step_start),
+                      "input_tokens": n_input, "tokens_per_s": n_input / (time.perf_counter() - step_start),
                       "elapsed_s": time.perf_counter() - started, "peak_memory_bytes": peak_memory(device)}
             if eval_data is not None and config.eval_steps and state["step"] % config.eval_steps == 0:
                 record["eval_loss"] = evaluate_loss(model, eval_data, collator, config.micro_batch_size, precision,
