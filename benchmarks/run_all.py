@@ -11,6 +11,8 @@ ratio with its spread (summary.json, summary.md) and a plot of them (summary.png
 4 inference     base, adapter unmerged, adapter merged
 5 memory_grid   the memory estimate against exact accounting (scripts/memory_grid.py)
 6 grader        submissions graded per minute, two workers against one
+7 padding_free  padding-free batches against padded ones: tokens/s, memory, equal losses enforced
+8 torch_compile compile: true against eager: steady-state tokens/s after warm-up, equal losses enforced
 
 The real suite runs each benchmark in its own process (so no benchmark's memory or allocator
 state leaks into the next); --smoke runs them in this one, to save the imports.
@@ -30,7 +32,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import OUT_DIR, ROOT, machine, markdown_table  # noqa: E402
 
-BENCHMARKS = ("training", "lora_vs_full", "qlora_vs_lora", "inference", "memory_grid", "grader")
+BENCHMARKS = ("training", "lora_vs_full", "qlora_vs_lora", "inference", "memory_grid", "grader", "padding_free",
+              "torch_compile")
 
 
 def argv_for(name: str, args) -> list[str] | None:
@@ -119,7 +122,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--smoke", action="store_true", help="one short repeat of each on the tiny model")
     parser.add_argument("--only", nargs="+", choices=BENCHMARKS, default=list(BENCHMARKS))
     parser.add_argument("--repeats", type=int, default=None, help="interleaved rounds (each benchmark's default if unset)")
-    parser.add_argument("--model", default=None, help="model for training, lora_vs_full, qlora_vs_lora and inference")
+    parser.add_argument("--model", default=None, help="model for training, lora_vs_full, qlora_vs_lora, inference, "
+                        "padding_free and torch_compile")
     parser.add_argument("--profile", action="store_true", help="profile one run of each training peer")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads in every benchmark")
     parser.add_argument("--in-process", action="store_true", help="run the benchmarks in this process (default with --smoke)")

@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("script", ["inference.py", "chunked_loss.py"])
+@pytest.mark.parametrize("script", ["inference.py", "chunked_loss.py", "padding_free.py"])
 def test_benchmark_runs_in_smoke_mode(script, tmp_path):
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--smoke", "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=300)
@@ -28,7 +28,8 @@ def test_run_all_smoke_writes_every_ratio_with_finite_values(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     benchmarks = summary["benchmarks"]
-    for name in ("training", "lora_vs_full", "qlora_vs_lora", "inference", "memory_grid", "grader"):
+    for name in ("training", "lora_vs_full", "qlora_vs_lora", "inference", "memory_grid", "grader", "padding_free",
+                 "torch_compile"):
         assert benchmarks[name]["status"] == "ok", (name, benchmarks[name])
         assert (tmp_path / f"{name}.json").is_file() and (tmp_path / f"{name}.md").is_file()
         ratios = benchmarks[name]["ratios"]
@@ -44,6 +45,9 @@ def test_run_all_smoke_writes_every_ratio_with_finite_values(tmp_path):
     # throughput comparison fair), and the token count is the same for all
     losses = [row["final_loss"] for row in training["rows"]]
     assert max(losses) - min(losses) < 1e-3 * max(abs(x) for x in losses), losses
+    for name, gap in (("padding_free", "train_loss_relative_gap"), ("torch_compile", "final_loss_difference")):
+        checks = json.loads((tmp_path / f"{name}.json").read_text())["checks"]  # the two sides trained the same run
+        assert checks[gap] <= 1e-3, (name, checks)
     grader = json.loads((tmp_path / "grader.json").read_text())
     assert grader["identical_grades_every_round"] is True and grader["submissions"] == 2
     assert (tmp_path / "summary.png").stat().st_size > 0

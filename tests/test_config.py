@@ -42,6 +42,15 @@ def test_bad_values_are_named(change, message):
         parse_config({**MINIMAL, **change})
 
 
+def test_padding_free_has_axolotl_s_spelling_too():
+    assert parse_config({**MINIMAL, "batch_flattening": True}).train_config().padding_free is True
+    assert parse_config(MINIMAL).train_config().padding_free is False
+    with pytest.raises(ConfigError, match="both 'batch_flattening' and 'padding_free'"):
+        parse_config({**MINIMAL, "batch_flattening": True, "padding_free": True})
+    with pytest.raises(ConfigError, match="'padding_free' must be bool"):
+        parse_config({**MINIMAL, "padding_free": "yes"})
+
+
 def test_all_problems_are_reported_together():
     with pytest.raises(ConfigError) as err:
         parse_config({"datasets": [], "lora_dropuot": 0.1})

@@ -7,6 +7,7 @@ from lora_course.data import (
     IGNORE_INDEX,
     Collator,
     PackedCollator,
+    PaddingFreeCollator,
     check_sequence_length,
     format_chat,
     format_prompt,
@@ -121,6 +122,53 @@ def test_packed_loss_equals_separate_losses(tiny, tokenizer):
     packed_count = int((batch["labels"][0, 1:] != IGNORE_INDEX).sum())
     assert packed_count == separate_count
     assert packed_sum == pytest.approx(separate_sum, abs=1e-3, rel=1e-5)
+
+
+def test_a_padding_free_batch_is_transformers_flattening_and_pack_s_row(tokenizer):
+    """PaddingFreeCollator is transformers' DataCollatorWithFlattening over the package's examples, and it
+    lays a micro-batch out exactly as the hand-written pack() + PackedCollator do with room for all of it."""
+    from transformers import DataCollatorWithFlattening
+
+    examples = [format_chat(tokenizer, conversation(f"Q{i}?", "A " * (3 * i + 1))) for i in range(4)]
+    ours = PaddingFreeCollator()(examples)
+    theirs = DataCollatorWithFlattening()([e.as_dict() for e in examples], return_tensors="pt")
+    packed = PackedCollator(tokenizer.pad_token_id)(pack(examples, sequence_length=10_000))
+    assert set(ours) == {"input_ids", "labels", "position_ids"}
+    for key in ours:
+        assert torch.equal(ours[key], theirs[key]) and torch.equal(ours[key], packed[key]), key
+    starts = torch.cumsum(torch.tensor([0] + [len(e.input_ids) for e in examples[:-1]]), 0)
+    assert ours["input_ids"].shape == (1, sum(len(e.input_ids) for e in examples))
+    assert (ours["position_ids"][0, starts] == 0).all()
+    assert (ours["labels"][0, starts] == IGNORE_INDEX).all()  # no example's first token is predicted from another's
+    flash = PaddingFreeCollator(flash_kwargs=True)(examples)
+    assert flash["cu_seq_lens_q"].tolist() == starts.tolist() + [ours["input_ids"].shape[1]]
+    with pytest.raises(DataError, match="already packed"):
+        PaddingFreeCollator()(pack(examples, sequence_length=10_000))
+
+
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+def test_a_padding_free_row_gives_each_example_the_logits_it_has_alone(tokenizer, attention):
+    """The restarting position ids are all that keeps the examples apart (there is no attention mask):
+    transformers builds the block-diagonal mask from them for SDPA and eager attention alike. The control,
+    the same row with a plain all-ones mask, attends across examples and must differ."""
+    from lora_course.models import tiny_model
+
+    model, _ = tiny_model(seed=0, attn_implementation=attention)
+    assert model.config._attn_implementation == attention
+    examples = [format_chat(tokenizer, conversation(f"Question {i}?", "Answer: " + "ab " * i)) for i in range(1, 4)]
+    batch = PaddingFreeCollator()(examples)
+    with torch.no_grad():
+        packed = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits[0]
+        leaking = model(input_ids=batch["input_ids"], attention_mask=torch.ones_like(batch["input_ids"]),
+                        position_ids=batch["position_ids"], use_cache=False).logits[0]
+        start = 0
+        for e in examples:
+            alone = model(torch.tensor([e.input_ids]), use_cache=False).logits[0]
+            rows = slice(start, start + len(e.input_ids))
+            torch.testing.assert_close(packed[rows], alone, atol=1e-5, rtol=1e-5)
+            start += len(e.input_ids)
+    later = slice(len(examples[0].input_ids), None)  # the first example has nothing before it to leak from
+    assert (leaking[later] - packed[later]).abs().max() > 1e-3
 
 
 def test_padding_stats_show_what_packing_saves(tokenizer):

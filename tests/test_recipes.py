@@ -104,7 +104,7 @@ def test_the_config_reaches_the_trainer_whole():
               "learning_rate": 3e-3, "weight_decay": 0.05, "optimizer": "sgd", "lr_scheduler": "linear",
               "warmup_steps": 4, "max_grad_norm": 0.5, "gradient_checkpointing": True, "eval_steps": 2,
               "early_stopping_patience": 3, "save_steps": 6, "save_total_limit": 2, "seed": 9, "output_dir": "x",
-              "loss_chunk_rows": 256, "compile": True}
+              "loss_chunk_rows": 256, "compile": True, "padding_free": True}
     assert set(shared) <= set(values), set(shared) - set(values)
     config = parse_config({"base_model": "m", "datasets": ["bundled:instructions"], "val_set_size": 4, **values})
     trainer = config.train_config(progress=False)

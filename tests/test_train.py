@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from lora_course.data import Collator, format_chat
+from lora_course.data import Collator, PaddingFreeCollator, format_chat
 from lora_course.errors import ResumeError
 from lora_course.lora import LoraSettings, inject_lora
 from lora_course.models import tiny_model, tiny_tokenizer
@@ -358,6 +358,71 @@ def test_a_run_with_the_chunked_loss_trains_as_the_plain_one(examples, collate):
                        loss_chunk_rows=rows, progress=False, shuffle=False), eval_data=examples[:2], log=None)
         histories[rows] = [r["loss"] for r in result.history] + [result.final_eval_loss]
     assert histories[5] == pytest.approx(histories[None], rel=1e-5)
+
+
+@pytest.mark.parametrize("chunk_rows", [None, 7])
+def test_the_padding_free_loss_equals_the_padded_loss_in_value_and_gradients(examples, collate, chunk_rows):
+    """The same examples, padded or as one row: the same target tokens, summed loss and gradients."""
+    padded, flat = collate(examples[:5]), PaddingFreeCollator()(examples[:5])
+    assert flat["input_ids"].shape == (1, int(padded["attention_mask"].sum()))  # no pad position left
+    assert target_tokens(flat["labels"]) == target_tokens(padded["labels"])
+    results = {}
+    for name, batch in (("padded", padded), ("flat", flat)):
+        model = lora_model()
+        loss = summed_token_loss(model, batch, chunk_rows)
+        loss.backward()
+        results[name] = loss.detach(), grads(model)
+    torch.testing.assert_close(results["flat"][0], results["padded"][0], rtol=1e-5, atol=1e-4)
+    for name, grad in results["padded"][1].items():
+        torch.testing.assert_close(results["flat"][1][name], grad, rtol=1e-4, atol=1e-5 * grad.abs().max().item(), msg=name)
+
+
+def test_a_padding_free_run_trains_as_the_padded_one(examples, collate):
+    histories, tokens = {}, {}
+    for flat in (False, True):
+        result = train(lora_model(), examples, collate, TrainConfig(micro_batch_size=4, max_steps=3, learning_rate=1e-2,
+                       padding_free=flat, progress=False, shuffle=False), eval_data=examples[:3], log=None)
+        histories[flat] = [r["loss"] for r in result.history] + [result.final_eval_loss]
+        tokens[flat] = result.input_tokens, result.tokens
+    assert histories[True] == pytest.approx(histories[False], rel=1e-5)
+    # tokens/s counts the same real tokens: the padded run its mask's ones, the flat one every position of its row
+    assert tokens[True] == tokens[False] and tokens[True][0] > tokens[True][1] > 0
+
+
+def test_padding_free_on_the_bundled_instructions_ends_at_the_padded_eval_loss():
+    """A short run on the bundled instruction set (tiny model, shuffled micro-batches of 8, 6 steps): the
+    eval loss with padding-free batches within 1% of the padded run's (rounding only, so far inside)."""
+    from lora_course.data import load_bundled, tokenize_dataset
+
+    tok = tiny_tokenizer()
+    train_set, _ = tokenize_dataset(load_bundled("instructions", "train", limit=48), tok, 128)
+    eval_set, _ = tokenize_dataset(load_bundled("instructions", "test", limit=16), tok, 128)
+    losses = {}
+    for flat in (False, True):
+        result = train(lora_model(), train_set, Collator(tok.pad_token_id),
+                       TrainConfig(micro_batch_size=8, max_steps=6, learning_rate=1e-2, padding_free=flat, seed=1,
+                                   progress=False), eval_data=eval_set, log=None)
+        losses[flat] = result.final_eval_loss
+    untrained = train(lora_model(), train_set, Collator(tok.pad_token_id), TrainConfig(max_steps=1, learning_rate=1e-9,
+                      progress=False), eval_data=eval_set, log=None).final_eval_loss
+    assert losses[False] < untrained - 0.05  # the runs trained: their equality is not two untouched models'
+    assert losses[True] == pytest.approx(losses[False], rel=1e-2)
+
+
+def test_padding_free_may_be_switched_on_when_resuming_and_trains_on(examples, collate, tmp_path):
+    """Safe to change on resume (checkpoint.SAFE_TO_CHANGE): the batch order does not depend on it, and each
+    step sums the same tokens' losses. The resumed run ends where the uninterrupted padded run ends."""
+    config = dict(micro_batch_size=2, max_steps=6, learning_rate=1e-2, save_steps=3, progress=False, shuffle=True)
+    straight = train(lora_model(), examples, collate, TrainConfig(**config), log=None)
+    first = train(lora_model(), examples, _InterruptAfter(collate, 4), TrainConfig(output_dir=str(tmp_path), **config),
+                  log=None)
+    assert first.steps == 3
+    flat = TrainConfig(output_dir=str(tmp_path), padding_free=True, **config)
+    with pytest.raises(ResumeError, match="--allow-change padding_free"):
+        train(lora_model(), examples, collate, flat, resume=True, log=None)
+    resumed = train(lora_model(), examples, collate, flat, resume=True, log=None, allow_changes=["padding_free"])
+    assert resumed.steps == 6
+    assert [r["loss"] for r in resumed.history] == pytest.approx([r["loss"] for r in straight.history], rel=1e-5)
 
 
 @pytest.mark.slow

@@ -65,6 +65,7 @@ class TrainingConfig:
     save_total_limit: int | None = None  # keep the newest N checkpoints (None: all)
     loss_chunk_rows: int | None = None  # output head + loss this many target rows at a time (None: all at once)
     compile: bool = False  # torch.compile the decoder after LoRA is injected
+    padding_free: bool = False  # each micro-batch as one unpadded row, position ids restarting per example
     seed: int = 0
     freeze_layers: int = 0  # full fine-tuning with the embeddings and the first N decoder layers frozen
     tokenizer: str | None = None  # default: the base model's own tokenizer
@@ -107,8 +108,9 @@ class TrainingConfig:
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainingConfig)}
 _REQUIRED = [name for name, f in _FIELDS.items()
              if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
-# Other spellings of a key that users bring from other tools (axolotl writes sequence_len).
-ALIASES = {"sequence_len": "sequence_length"}
+# Other spellings of a key that users bring from other tools (axolotl writes sequence_len, and
+# batch_flattening for what TRL and this package call padding_free).
+ALIASES = {"sequence_len": "sequence_length", "batch_flattening": "padding_free"}
 
 
 def _accepted_types(annotation) -> tuple:

@@ -97,6 +97,41 @@ class PackedCollator:
         return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids}
 
 
+class PaddingFreeCollator:
+    """A micro-batch as one row with no padding: the examples end to end, ``position_ids`` restarting at 0
+    for each, and no attention mask (what TRL calls padding-free batches).
+
+    The work is transformers' ``DataCollatorWithFlattening``: it writes each example's first label as -100,
+    so no token is trained to predict the start of the next, unrelated example, and the model builds a
+    block-diagonal causal mask from the position ids (SDPA and eager: ``masking_utils``; flash attention:
+    sequence boundaries from the same ids). That happens only without a KV cache; the trainer passes
+    ``use_cache=False``. What it adds: the package's ``Example`` objects, and a refusal of rows that are
+    already packed (their own position ids would be overwritten). ``flash_kwargs``: also hand flash
+    attention the boundaries (``cu_seq_lens_*``), computed here on the CPU instead of in every layer.
+
+    The same examples in the same micro-batch give the same summed loss and target-token count as
+    ``Collator`` (to rounding): the saving is the pad positions. The price: with SDPA or eager attention
+    the row's attention is one N x N product masked to blocks, where N is the whole micro-batch's tokens,
+    so on long rows it can cost more than the padding saved; flash attention computes only the blocks.
+    """
+
+    def __init__(self, flash_kwargs: bool = False):
+        from transformers import DataCollatorWithFlattening
+
+        self._flatten = DataCollatorWithFlattening(return_position_ids=True, separator_id=IGNORE_INDEX,
+                                                   return_flash_attn_kwargs=flash_kwargs)
+
+    def __call__(self, examples) -> dict[str, torch.Tensor]:
+        features = []
+        for example in examples:
+            if not isinstance(example, Example) and "position_ids" in example:
+                raise DataError("padding_free got rows that are already packed (they carry position_ids). Fix: "
+                                "pass the tokenized examples, not pack()'s rows, or turn padding_free off.")
+            ids, labels = _as_lists(example)
+            features.append({"input_ids": ids, "labels": labels})
+        return self._flatten(features, return_tensors="pt")
+
+
 def padding_stats(examples, batch_size: int, sequence_length: int) -> dict:
     """Fraction of computed positions that are padding, batching in order, for padding vs packing."""
     lengths = [len(_as_lists(e)[0]) for e in examples]

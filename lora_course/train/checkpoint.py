@@ -32,7 +32,10 @@ METRICS = "metrics.jsonl"
 SAFE_TO_CHANGE = ("max_steps", "num_epochs", "eval_steps", "save_steps", "save_total_limit",
                   "early_stopping_patience",
                   # memory and speed settings: the same batches and the same sums, computed another way
-                  "gradient_checkpointing", "loss_chunk_rows", "compile")
+                  "gradient_checkpointing", "loss_chunk_rows", "compile",
+                  # the same examples in the same micro-batches (the batch order does not depend on it), the
+                  # same target tokens and summed loss (tests/test_train.py); only the pad positions go
+                  "padding_free")
 _FINGERPRINTED = ("input_ids", "labels", "position_ids")  # what a batch is made of; other keys are the caller's
 # Not part of a run's identity: where it is written and whether a progress bar shows.
 _RUNTIME_ONLY = ("output_dir", "progress")

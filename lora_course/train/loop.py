@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from lora_course.data import PaddingFreeCollator
 from lora_course.errors import DataError, SettingsError
 from lora_course.models.hardware import PRECISIONS, autocast, resolve_precision
 from lora_course.train.checkpoint import (
@@ -31,7 +32,7 @@ from lora_course.train.checkpoint import (
     save_checkpoint,
     truncate_metrics,
 )
-from lora_course.train.loss import evaluate_loss, summed_token_loss, target_tokens
+from lora_course.train.loss import evaluate_loss, on_device, summed_token_loss, target_tokens
 from lora_course.train.optim import make_optimizer, make_scheduler
 
 
@@ -55,6 +56,8 @@ class TrainConfig:
     save_total_limit: int | None = None  # keep the newest N checkpoints (None: all)
     loss_chunk_rows: int | None = None  # output head + loss this many target rows at a time (None: all at once)
     compile: bool = False  # torch.compile the decoder (after LoRA is injected); the head and loss stay eager
+    # each micro-batch as one row: examples end to end, position ids restarting, no padding (data.PaddingFreeCollator)
+    padding_free: bool = False
     output_dir: str | None = None
     seed: int = 0
     shuffle: bool = True  # False: batches in the order given (to compare trainers batch for batch)
@@ -99,7 +102,9 @@ def train(model, train_data, collator, config: TrainConfig, eval_data=None, resu
     """Train ``model`` on ``train_data`` (a list of examples ``collator`` turns into batches).
 
     ``run_config``: the caller's whole configuration, stored in each checkpoint so that a resume with
-    another one is refused; ``allow_changes``: keys that may differ on resume (e.g. ``["max_steps"]``)."""
+    another one is refused; ``allow_changes``: keys that may differ on resume (e.g. ``["max_steps"]``).
+    ``config.padding_free``: each micro-batch (training and evaluation) is one unpadded row from
+    ``PaddingFreeCollator``, and ``collator`` is not used."""
     device = next(p.device for p in model.parameters())
     choice = resolve_precision(config.precision, device)
     precision = choice.precision
@@ -107,6 +112,8 @@ def train(model, train_data, collator, config: TrainConfig, eval_data=None, resu
     log = log if (rank == 0 and log) else (lambda *args, **kwargs: None)
     if config.precision == "auto":
         log(f"precision: {choice.reason}")
+    if config.padding_free:
+        collator = PaddingFreeCollator(flash_kwargs=_uses_flash_attention(model))
     batches = _BatchOrder(len(train_data), config.micro_batch_size, config.seed, config.shuffle)
     window_size = config.gradient_accumulation_steps * world  # micro-batches per optimizer step, all ranks
     total_steps = config.max_steps or max(1, int(config.num_epochs * batches.per_epoch / window_size))
@@ -146,7 +153,7 @@ def train(model, train_data, collator, config: TrainConfig, eval_data=None, resu
             # that one process with world x the accumulation would
             window = [collator([train_data[i] for i in batches.indices(state["micro_batches_seen"] + j * world + rank)])
                       for j in range(config.gradient_accumulation_steps)]
-            window = [{k: v.to(device) for k, v in b.items()} for b in window]
+            window = [on_device(b, device) for b in window]
             window_tokens = _global_sum(sum(target_tokens(b["labels"]) for b in window), device)
             step_start, window_loss = time.perf_counter(), 0.0
             for i, batch in enumerate(window):
@@ -173,7 +180,7 @@ def train(model, train_data, collator, config: TrainConfig, eval_data=None, resu
             trained_tokens += window_tokens
             input_tokens += n_input
             record = {"step": state["step"], "loss": window_loss, "lr": lr, "target_tokens": window_tokens,
-                      "tokens_per_s": n_input / (time.perf_counter() - step_start),
+                      "input_tokens": n_input, "tokens_per_s": n_input / (time.perf_counter() - step_start),
                       "elapsed_s": time.perf_counter() - started, "peak_memory_bytes": peak_memory(device)}
             if eval_data is not None and config.eval_steps and state["step"] % config.eval_steps == 0:
                 record["eval_loss"] = evaluate_loss(model, eval_data, collator, config.micro_batch_size, precision,
@@ -287,6 +294,12 @@ def _compile_decoder(model):
             del decoder.forward
 
     return undo
+
+
+def _uses_flash_attention(model) -> bool:
+    """Whether the model attends with a flash-attention kernel (the ones that take sequence boundaries)."""
+    implementation = getattr(getattr(model, "config", None), "_attn_implementation", None)
+    return "flash" in str(implementation or "")
 
 
 def _join_process_group() -> tuple[int, int]:

@@ -29,6 +29,11 @@ def target_tokens(labels: torch.Tensor) -> int:
     return int((labels[:, 1:] != IGNORE_INDEX).sum())
 
 
+def on_device(batch: dict, device) -> dict:
+    """The batch's tensors moved to ``device``; other values (flash attention's maximum lengths) as they are."""
+    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
 def summed_token_loss(model, batch: dict, chunk_rows: int | None = None) -> torch.Tensor:
     """Sum of next-token cross-entropies over the batch's target tokens (no mean anywhere).
 
@@ -66,7 +71,7 @@ def loss_totals(model, data, collator, batch_size: int = 8, precision: str = "fp
     total, tokens = 0.0, 0
     try:
         for start in range(0, len(data), batch_size):
-            batch = {k: v.to(device) for k, v in collator(data[start:start + batch_size]).items()}
+            batch = on_device(collator(data[start:start + batch_size]), device)
             with autocast(precision, device):
                 total += summed_token_loss(model, batch, chunk_rows).item()
             tokens += target_tokens(batch["labels"])

@@ -56,6 +56,7 @@ def sft_trainer(model, tokenizer, examples, config: TrainConfig, eval_examples=N
         save_strategy="no",
         report_to="none",
         max_length=None,  # the examples are already cut to the sequence length
+        padding_free=config.padding_free,
         disable_tqdm=not config.progress,
     )
     return SFTTrainer(model=model, args=args, train_dataset=dataset(examples),
