@@ -53,6 +53,20 @@ def load_base(name: str, quantization: str | None = None):
     return load_model(name, quantization=quantization, device=str(device()), log=lambda *a, **k: None)
 
 
+def lora_base(name: str, rank: int):
+    """(model, tokenizer, initial adapter): the base with LoRA of ``rank`` on the attention projections, seeded
+    the same every time, and a copy of the adapter's starting values, so each side of a comparison can start
+    from them."""
+    from lora_course.lora import LoraSettings, inject_lora
+
+    model, tokenizer = load_base(name)
+    model.requires_grad_(False)
+    torch.manual_seed(0)
+    inject_lora(model, LoraSettings(r=rank, alpha=2 * rank))
+    init = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    return model, tokenizer, init
+
+
 def instruction_examples(tokenizer, n: int, sequence_length: int, split: str = "train"):
     """The first ``n`` conversations of the bundled instruction set, tokenized, in file order."""
     from lora_course.data import load_bundled, tokenize_dataset

@@ -22,12 +22,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import device, instruction_examples, load_base, peak_memory, precision  # noqa: E402
+from common import device, instruction_examples, lora_base, peak_memory, precision  # noqa: E402
 from harness import Peer, base_arguments, markdown_table, prepare, ratio, run_interleaved, timed_cpu, write  # noqa: E402
 
 from lora_course import SMOLLM2  # noqa: E402
 from lora_course.data import Collator  # noqa: E402
-from lora_course.lora import LoraSettings, inject_lora  # noqa: E402
 from lora_course.models import TINY  # noqa: E402
 from lora_course.train import TrainConfig, evaluate_loss, train  # noqa: E402
 
@@ -40,11 +39,7 @@ SIDES = {"padding_free": True, "padded": False}
 
 class Workload:
     def __init__(self, args):
-        self.model, self.tokenizer = load_base(args.model)
-        self.model.requires_grad_(False)
-        torch.manual_seed(0)
-        inject_lora(self.model, LoraSettings(r=args.rank, alpha=2 * args.rank))
-        self.init = {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad}
+        self.model, self.tokenizer, self.init = lora_base(args.model, args.rank)
         n = args.steps * args.accumulation * args.micro_batch
         self.examples = instruction_examples(self.tokenizer, n, args.sequence_length)
         self.eval_examples = instruction_examples(self.tokenizer, args.eval_examples, args.sequence_length, "test")

@@ -23,14 +23,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import device, instruction_examples, load_base, precision  # noqa: E402
+from common import device, instruction_examples, lora_base, precision  # noqa: E402
 import time  # noqa: E402
 
 from harness import Peer, base_arguments, markdown_table, prepare, ratio, run_interleaved, timed, write  # noqa: E402
 
 from lora_course import SMOLLM2  # noqa: E402
 from lora_course.data import Collator  # noqa: E402
-from lora_course.lora import LoraSettings, inject_lora  # noqa: E402
 from lora_course.models import TINY  # noqa: E402
 from lora_course.train import TrainConfig, train  # noqa: E402
 
@@ -41,11 +40,7 @@ SIDES = {"compiled": True, "eager": False}
 
 class Workload:
     def __init__(self, args):
-        self.model, self.tokenizer = load_base(args.model)
-        self.model.requires_grad_(False)
-        torch.manual_seed(0)
-        inject_lora(self.model, LoraSettings(r=args.rank, alpha=2 * args.rank))
-        self.init = {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad}
+        self.model, self.tokenizer, self.init = lora_base(args.model, args.rank)
         self.steps = args.warmup_steps + args.steps
         self.examples = instruction_examples(self.tokenizer, self.steps * args.micro_batch, args.sequence_length)
         self.collator = Collator(self.tokenizer.pad_token_id)
