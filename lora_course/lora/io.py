@@ -23,7 +23,9 @@ PEFT_PREFIX = "base_model.model."
 
 
 def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The tensors an adapter consists of, under PEFT's key names."""
+    """The tensors an adapter consists of, under PEFT's key names. Like ``Module.state_dict()``, they share
+    storage with the model's parameters (on the CPU): clone them to keep a snapshot that training will not
+    move."""
     settings: LoraSettings | None = getattr(model, "lora_settings", None)
     if settings is None or not lora_layers(model):
         raise SettingsError("This model has no LoRA layers to save: call inject_lora (or load_adapter) first.")
