@@ -13,6 +13,7 @@ ratio with its spread (summary.json, summary.md) and a plot of them (summary.png
 6 grader        submissions graded per minute, two workers against one
 7 padding_free  padding-free batches against padded ones: tokens/s, memory, equal losses enforced
 8 torch_compile compile: true against eager: steady-state tokens/s after warm-up, equal losses enforced
+9 chunked_loss  the output head and loss in chunks of target rows against all at once: peak memory, speed
 
 The real suite runs each benchmark in its own process (so no benchmark's memory or allocator
 state leaks into the next); --smoke runs them in this one, to save the imports.
@@ -33,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import OUT_DIR, ROOT, machine, markdown_table  # noqa: E402
 
 BENCHMARKS = ("training", "lora_vs_full", "qlora_vs_lora", "inference", "memory_grid", "grader", "padding_free",
-              "torch_compile")
+              "torch_compile", "chunked_loss")
+OWN_MODEL = ("chunked_loss",)  # builds its own model (the tiny Llama with a 128K vocabulary): no --model
 
 
 def argv_for(name: str, args) -> list[str] | None:
@@ -44,7 +46,7 @@ def argv_for(name: str, args) -> list[str] | None:
         argv += ["--repeats", str(args.repeats)]
     if args.threads:
         argv += ["--threads", str(args.threads)]
-    if args.model and not args.smoke:
+    if args.model and not args.smoke and name not in OWN_MODEL:
         argv += ["--model", args.model]
     if name == "training" and args.profile:
         argv.append("--profile")

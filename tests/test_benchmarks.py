@@ -29,7 +29,7 @@ def test_run_all_smoke_writes_every_ratio_with_finite_values(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     benchmarks = summary["benchmarks"]
     for name in ("training", "lora_vs_full", "qlora_vs_lora", "inference", "memory_grid", "grader", "padding_free",
-                 "torch_compile"):
+                 "torch_compile", "chunked_loss"):
         assert benchmarks[name]["status"] == "ok", (name, benchmarks[name])
         assert (tmp_path / f"{name}.json").is_file() and (tmp_path / f"{name}.md").is_file()
         ratios = benchmarks[name]["ratios"]
