@@ -9,6 +9,7 @@ import io
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, Rectangle
 
+
 class Diagram(Figure):
     """A Figure that shows itself as a PNG in a notebook, without pyplot (so drawing one does not change the
     notebook's plotting state) and without an interactive backend (the static site keeps the image)."""
