@@ -145,7 +145,7 @@ def test_every_assignment_has_its_hidden_checks_outside_the_kernel():
         nb = json.loads((ROOT / "solutions" / a / f"{a}.ipynb").read_text())
         found = checks.load(ROOT, a, nb)
         assert found is not None, f"{a} has no autograder/checks/{a}/"
-        assert found.grade_ids == checks._test_cells(nb), f"{a}: test cells without a check outside the kernel"
+        assert found.grade_ids == checks.grade_ids_of_tests(nb), f"{a}: test cells without a check outside the kernel"
 
 
 # --- cheats from inside the kernel gain nothing ------------------------------------------------------------------

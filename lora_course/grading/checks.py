@@ -55,7 +55,7 @@ def probe_cell(grade_id: str) -> str:
             f"__import__('lora_course.grading.probe').grading.probe.run({grade_id!r})\n")
 
 
-def _test_cells(source_nb: dict) -> list[str]:
+def grade_ids_of_tests(source_nb: dict) -> list[str]:
     ids = []
     for cell in source_nb["cells"]:
         meta = cell.get("metadata", {}).get("nbgrader", {})
@@ -83,7 +83,7 @@ def load(root: Path, assignment: str, source_nb: dict) -> Checks | None:
     exec(compile(checks_source, str(folder / "checks.py"), "exec"), namespace)
     if not callable(namespace.get("make_inputs")):
         raise GradingSetupError(f"autograder/checks/{assignment}/checks.py has no make_inputs(generator). {fix}")
-    tests = _test_cells(source_nb)
+    tests = grade_ids_of_tests(source_nb)
     verdicts = {name: namespace[name] for name in tests if callable(namespace.get(name))}
     stray = sorted(n for n in (set(probe_names) | {k for k, v in namespace.items() if k.startswith("test_")
                                                    and callable(v)}) - set(tests) if n.startswith("test_"))

@@ -38,6 +38,7 @@ from lora_course.grading import feedback, repair
 from lora_course.grading.course import assignments, course_root, make_course, package_parent
 from lora_course.grading.sandbox_limits import ENDING_FILE, read_ending
 from lora_course.grading.submissions import Submission, read_class
+from lora_course.grading.variants import fill
 
 
 @dataclass
@@ -220,22 +221,6 @@ def _private_folders(root: Path) -> list[str]:
     return [str(root / p) for p in ("solutions", "autograder", ".git", "tests")]
 
 
-def _reference_notebook(release_nb: dict, root: Path, assignment: str) -> dict:
-    """The released notebook with the reference solution's answers: graded first, to get the checks' expected
-    results."""
-    import copy
-
-    from lora_course.grading.variants import solution_answers
-
-    nb = copy.deepcopy(release_nb)
-    answers = solution_answers(assignment, root)
-    for cell in nb["cells"]:
-        grade_id = repair.nbmeta(cell).get("grade_id")
-        if grade_id in answers:
-            cell["source"] = answers[grade_id]
-    return nb
-
-
 def grade(assignment: str, submissions: str | Path, out_dir: str | Path, *, jobs: int = 2,
           limits: Limits | None = None, progress=None, course: str | Path | None = None,
           seed: int | None = None) -> dict:
@@ -265,7 +250,8 @@ def grade(assignment: str, submissions: str | Path, out_dir: str | Path, *, jobs
     os.chmod(sandboxes, 0o711)
     try:
         source_path = root / "solutions" / assignment / f"{assignment}.ipynb"
-        source_nb = json.loads(source_path.read_text())
+        source_text = source_path.read_text()
+        source_nb = json.loads(source_text)
         checks = hidden_checks.load(root, assignment, source_nb)
         inputs = hidden_checks.make_inputs(checks, seed) if checks else {}
         template = private / "template"
@@ -276,7 +262,6 @@ def grade(assignment: str, submissions: str | Path, out_dir: str | Path, *, jobs
                     for a in known if (root / "exercises" / a / f"{a}.ipynb").is_file()}
         releases[assignment] = release_nb
         hidden = feedback.hidden_test_lines(source_path)
-        source_text = source_path.read_text()
         guard_packages = sorted({"builtins", "math", "operator", "functools", "collections", "re", "string", "random",
                                  "torch", "numpy", "lora_course"}
                                 | {p for p in ("sklearn", "bitsandbytes") if re.search(rf"\b(import|from) {p}\b", source_text)})
@@ -332,7 +317,7 @@ def grade(assignment: str, submissions: str | Path, out_dir: str | Path, *, jobs
         want: dict = {}
         if checks and pending:
             want = _reference_results(checks, inputs, new_job, all_slots[0], limits,
-                                      repair.repair(_reference_notebook(release_nb, root, assignment), release_nb).notebook)
+                                      repair.repair(fill(assignment, root=root, release=release_nb), release_nb).notebook)
             progress(f"hidden checks outside the kernel: {', '.join(checks.grade_ids)} (inputs from seed {seed}); "
                      "the reference solution passes them")
 
@@ -345,19 +330,18 @@ def grade(assignment: str, submissions: str | Path, out_dir: str | Path, *, jobs
 
         try:
             with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-                futures = {pool.submit(run_one, job, sandbox): sid for sid, job, sandbox in pending}
+                futures = {pool.submit(run_one, job, sandbox): (sid, job, sandbox) for sid, job, sandbox in pending}
                 for i, fut in enumerate(as_completed(futures), 1):
-                    sid = futures[fut]
+                    sid, job, sandbox = futures[fut]
                     res = fut.result()
                     r = results[sid]
                     # how the kernel's limits were held (the relay's record, outside the kernel's reach)
-                    ending = read_ending(next(j for p_sid, j, _ in pending if p_sid == sid).parent / ENDING_FILE, 0)
+                    ending = read_ending(job.parent / ENDING_FILE, 0)
                     if sandbox_report is None and ending.get("mechanisms"):
                         sandbox_report = ending["mechanisms"]
                         progress("limits of each submission: " + "; ".join(
                             f"{k} by {sandbox_report[k].split(' (')[0]}" for k in ("memory", "processes", "disk")))
                     if checks and res.get("success"):
-                        sandbox = next(sb for p_sid, _, sb in pending if p_sid == sid)
                         res["verdicts"] = {g: hidden_checks.verdict(checks, g, inputs[g],
                                                                     hidden_checks.read_result(sandbox, g), want[g])
                                            for g in checks.grade_ids}
@@ -382,7 +366,7 @@ def grade(assignment: str, submissions: str | Path, out_dir: str | Path, *, jobs
             for _, _, sandbox in pending:
                 _kill_kernel(sandbox)
         elapsed = time.perf_counter() - t0
-        in_kernel = [g for g in hidden_checks._test_cells(source_nb) if not checks or g not in checks.grade_ids]
+        in_kernel = [g for g in hidden_checks.grade_ids_of_tests(source_nb) if not checks or g not in checks.grade_ids]
         how = {"seed": seed, "outside_kernel": checks.grade_ids if checks else [], "in_kernel": in_kernel}
         return _write_outputs(out, assignment, results, source_nb, hidden, elapsed, jobs, root, roster, how,
                               sandbox_report)

@@ -80,6 +80,11 @@ def plain(value, depth: int = 0):
     return f"<object of type {type(value).__name__}>"
 
 
+def _error_line(error: BaseException, limit: int) -> str:
+    """What the student's code raised, as the last line of its traceback (``ValueError: ...``)."""
+    return traceback.format_exception_only(type(error), error)[-1].strip()[:limit]
+
+
 def _probes() -> dict:
     if "probes" not in _loaded:
         path = folder() / INPUTS / PROBES_FILE
@@ -114,8 +119,7 @@ def run(grade_id: str, namespace: dict | None = None) -> None:
     except BaseException as e:
         if isinstance(e, KeyboardInterrupt):
             raise  # the cell's time limit: nbgrader reports it
-        tail = traceback.format_exception_only(type(e), e)[-1].strip()
-        result = {ERROR_KEY: tail[:600]}
+        result = {ERROR_KEY: _error_line(e, 600)}
     _save(grade_id, result)
     print(f"check {grade_id}: ran; the grader compares the result with the reference outside this notebook")
 
@@ -128,5 +132,5 @@ def each(cases: dict, call) -> dict:
         try:
             out[name] = call(case)
         except Exception as e:
-            out[name] = {ERROR_KEY: traceback.format_exception_only(type(e), e)[-1].strip()[:400]}
+            out[name] = {ERROR_KEY: _error_line(e, 400)}
     return out

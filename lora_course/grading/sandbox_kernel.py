@@ -39,6 +39,7 @@ from lora_course.grading.sandbox_limits import (
     make_cgroup,
     remove_cgroup,
     supervise,
+    write_file,
 )
 
 KERNEL_NICE = 5
@@ -73,21 +74,16 @@ def _limits(report: dict) -> None:
                         "disk_mb": limits.disk_mb}
 
 
-def _write(path: str, text: str) -> None:
-    with open(path, "w") as f:
-        f.write(text)
-
-
 def _enter_user_namespace(libc, flags: int, uid: int, gid: int) -> bool:
     """unshare a user namespace (plus ``flags``) in which we keep our own uid and gid."""
     if libc.unshare(CLONE_NEWUSER | flags) != 0:
         return False
     try:
-        _write("/proc/self/setgroups", "deny")
+        write_file("/proc/self/setgroups", "deny")
     except OSError:
         pass
-    _write("/proc/self/uid_map", f"{uid} {uid} 1")
-    _write("/proc/self/gid_map", f"{gid} {gid} 1")
+    write_file("/proc/self/uid_map", f"{uid} {uid} 1")
+    write_file("/proc/self/gid_map", f"{gid} {gid} 1")
     return True
 
 
@@ -170,7 +166,7 @@ def _linux_namespaces(libc, report: dict, workdir: str | None, ending_fd: int | 
     # no user namespace may be made inside the kernel's (where code would regain the rights to mount a tmpfs
     # that no limit counts): this namespace may hold only the one entered next
     try:
-        _write("/proc/sys/user/max_user_namespaces", "1")
+        write_file("/proc/sys/user/max_user_namespaces", "1")
         done["nested_user_namespaces"] = "refused"
     except OSError as e:
         done["nested_user_namespaces"] = f"allowed ({e.strerror})"
@@ -304,7 +300,7 @@ def confine() -> dict:
     report: dict = {"platform": sys.platform}
     workdir = os.environ.get("LORA_COURSE_SANDBOX_DIR")
     if workdir:  # written before anything else, so the grader can always kill the kernel
-        _write(os.path.join(workdir, "kernel.pid"), str(os.getpid()))
+        write_file(os.path.join(workdir, "kernel.pid"), str(os.getpid()))
     # where the relay writes how the kernel ended: opened now, in the grader's private folder, which the
     # namespaces then hide; only the relay keeps it open
     ending = os.environ.get(ENDING_ENV)

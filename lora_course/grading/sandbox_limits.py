@@ -91,10 +91,10 @@ def make_cgroup(limits: SubmissionLimits) -> tuple[str | None, str]:
         except OSError:
             continue
         try:
-            _write(os.path.join(path, "memory.max"), str(limits.memory_mb << 20))
+            write_file(os.path.join(path, "memory.max"), str(limits.memory_mb << 20))
             if os.path.exists(os.path.join(path, "memory.swap.max")):
-                _write(os.path.join(path, "memory.swap.max"), "0")
-            _write(os.path.join(path, "pids.max"), str(limits.processes))
+                write_file(os.path.join(path, "memory.swap.max"), "0")
+            write_file(os.path.join(path, "pids.max"), str(limits.processes))
             return path, f"cgroup v2 {path} (memory.max, pids.max)"
         except OSError as e:
             remove_cgroup(path)
@@ -104,7 +104,7 @@ def make_cgroup(limits: SubmissionLimits) -> tuple[str | None, str]:
 
 def join_cgroup(path: str, pid: int) -> bool:
     try:
-        _write(os.path.join(path, "cgroup.procs"), str(pid))
+        write_file(os.path.join(path, "cgroup.procs"), str(pid))
         return True
     except OSError:
         return False
@@ -130,7 +130,7 @@ def _cgroup_events(path: str | None) -> dict:
     return events
 
 
-def _write(path: str, text: str) -> None:
+def write_file(path: str, text: str) -> None:
     with open(path, "w") as f:
         f.write(text)
 
@@ -141,7 +141,7 @@ def limit_pid_namespace(limits: SubmissionLimits) -> str | None:
     Returns the mechanism, or None where this Linux kernel has no pid_max per namespace (before 6.14)."""
     want = limits.processes + RESERVED_PIDS
     try:
-        _write("/proc/sys/kernel/pid_max", str(want))
+        write_file("/proc/sys/kernel/pid_max", str(want))
         if int(_read("/proc/sys/kernel/pid_max")) == want:
             return f"the PID namespace's pid_max ({want - 1} processes and threads at most)"
     except (OSError, ValueError):

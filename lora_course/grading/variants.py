@@ -39,9 +39,11 @@ def variant_answers(path: Path) -> dict[str, str]:
     return {c["id"]: c["source"] + "\n" for c in parse_cells(path.read_text(), str(path)) if c["kind"] == "answer"}
 
 
-def fill(assignment: str, answers: dict[str, str] | None = None, root: Path | None = None) -> dict:
-    """The exercise notebook as a student who wrote ``answers`` (default: the reference solution) hands it in."""
-    nb = copy.deepcopy(exercise(assignment, root))
+def fill(assignment: str, answers: dict[str, str] | None = None, root: Path | None = None,
+         release: dict | None = None) -> dict:
+    """The exercise notebook as a student who wrote ``answers`` (default: the reference solution) hands it in.
+    ``release``: the released notebook to fill (default: ``exercises/<assignment>``), e.g. the grader's own."""
+    nb = copy.deepcopy(release if release is not None else exercise(assignment, root))
     chosen = {**solution_answers(assignment, root), **(answers or {})}
     for c in nb["cells"]:
         gid = nbmeta(c).get("grade_id")
