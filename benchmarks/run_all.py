@@ -135,14 +135,16 @@ def main(argv=None) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)
     in_process = args.in_process or args.smoke
     summary = {"machine": machine(), "smoke": args.smoke, "command": " ".join(["benchmarks/run_all.py", *(argv or sys.argv[1:])]),
-               "benchmarks": {}}
+               "benchmarks": _kept_results(args)}
     for name in args.only:
         start = time.perf_counter()
         print(f"== {name}", flush=True)
         (args.out / f"{name}.json").unlink(missing_ok=True)  # a stale result must not pass for a fresh one
         try:
             (run_in_process if in_process else run_in_subprocess)(name, argv_for(name, args))
-            summary["benchmarks"][name] = {"status": "ok", "seconds": time.perf_counter() - start, **summarize(name, args.out)}
+            summary["benchmarks"][name] = {"status": "ok", "seconds": time.perf_counter() - start,
+                                           "run_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                                           **summarize(name, args.out)}
         except Exception as e:  # noqa: BLE001 - one broken benchmark must not hide the others' results
             traceback.print_exc()
             summary["benchmarks"][name] = {"status": "failed", "error": f"{type(e).__name__}: {e}",
@@ -163,6 +165,18 @@ def main(argv=None) -> dict:
     if failed:
         raise SystemExit(f"failed: {', '.join(failed)}")
     return summary
+
+
+def _kept_results(args) -> dict:
+    """With --only, the other benchmarks' results of the last run in the same folder stay in the summary
+    (each carries its own run_at), so rerunning one benchmark does not wipe the page's other numbers."""
+    previous = args.out / "summary.json"
+    if set(args.only) == set(BENCHMARKS) or not previous.exists():
+        return {}
+    old = json.loads(previous.read_text())
+    if old.get("smoke") != args.smoke or old.get("machine", {}).get("device") != machine()["device"]:
+        return {}  # a smoke run's or another machine's numbers must not sit beside these
+    return {name: result for name, result in old.get("benchmarks", {}).items() if name not in args.only}
 
 
 def _median(values: list[float]) -> float:
