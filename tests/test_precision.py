@@ -82,3 +82,22 @@ def test_the_gpu_check_says_there_is_no_cuda_and_exits_0():
                           timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("(b) ") == 4 and "tokens/s" in done.stdout and "estimate" in done.stdout
+
+
+@pytest.mark.parametrize("capability, precision", [((7, 5), "fp16"), ((7, 0), "fp16"), ((8, 0), "bf16"),
+                                                   ((8, 9), "bf16"), ((9, 0), "bf16")])
+def test_the_rule_answers_for_a_card_that_is_not_here(monkeypatch, capability, precision):
+    """precision_for_capability is the rule auto_precision applies to the card at hand: the same answer."""
+    choice = hardware.precision_for_capability(capability, "some card")
+    assert choice.precision == precision and "some card" in choice.reason
+    monkeypatch.setattr(hardware, "cuda_capability", lambda device=None: capability)
+    monkeypatch.setattr(hardware, "_device_name", lambda device=None: "some card")
+    assert hardware.auto_precision() == choice
+
+
+@pytest.mark.parametrize("capability", [(7,), (7, 5, 0), ("7", "5"), (-1, 0)])
+def test_a_malformed_capability_is_a_settings_error(capability):
+    from lora_course.errors import SettingsError
+
+    with pytest.raises(SettingsError, match="compute capability"):
+        hardware.precision_for_capability(capability)

@@ -58,7 +58,15 @@ def auto_precision(device=None) -> PrecisionChoice:
     capability = cuda_capability(device)
     if capability is None:
         return PrecisionChoice("fp32", "no CUDA device: fp32")
-    name, cc = _device_name(device), f"{capability[0]}.{capability[1]}"
+    return precision_for_capability(capability, _device_name(device))
+
+
+def precision_for_capability(capability: tuple[int, int], name: str = "CUDA device") -> PrecisionChoice:
+    """The rule itself, for a card given by its compute capability (7.5 for a T4, 8.0 for an A100, 9.0 for an
+    H100): a question answered without the card, e.g. "what would a T4 get?" on a machine without one."""
+    if len(capability) != 2 or not all(isinstance(v, int) and v >= 0 for v in capability):
+        raise SettingsError(f"a compute capability is (major, minor), e.g. (7, 5) for a T4; got {capability!r}.")
+    cc = f"{capability[0]}.{capability[1]}"
     if tuple(capability) >= NATIVE_BF16_CAPABILITY:
         return PrecisionChoice("bf16", f"{name} (compute capability {cc}) computes bf16 natively")
     return PrecisionChoice("fp16", f"{name} (compute capability {cc}) has no native bf16 (emulated, slow): "
