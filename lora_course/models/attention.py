@@ -24,6 +24,9 @@ What it does with a call:
   sliding-window layer, or with a position bias: exactly transformers' ``sdpa``, with the mask it built;
 - with logit soft-capping or attention sinks (``s_aux``), which SDPA cannot do: ``SettingsError``.
 
+The boundaries are read on the host in every layer (``tolist``): under ``torch.compile`` that is a graph
+break per layer (it trains, to the same losses, with fewer fused regions).
+
 ``attention_for_padding_free(model)`` is the rule the trainer follows: keep flash attention; replace SDPA
 or eager attention by ``per_example_sdpa`` (``use_attention`` sets it and gives back the undo); keep
 anything else, with the dense mask, and say why.
