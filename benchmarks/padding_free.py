@@ -1,23 +1,29 @@
 """Padding-free batches against padded ones: training tokens/s, peak memory, and the losses, which must agree.
 
     .venv/bin/python benchmarks/padding_free.py [--model HuggingFaceTB/SmolLM2-135M-Instruct] [--micro-batch 8]
+                                                [--threads 1] [--no-dense]
 
-Both sides run the package's trainer (``lora_course.train.train``) on one model with the package's LoRA,
+Every side runs the package's trainer (``lora_course.train.train``) on one model with the package's LoRA,
 reset to the same initial adapter every round, over the same examples of the bundled instruction set in
-file order, in the same micro-batches, with the same optimizer, steps and precision. The only difference
-is ``padding_free``: each micro-batch padded to its longest example (``Collator``), or laid end to end in
+file order, in the same micro-batches, with the same optimizer, steps and precision. What differs is
+``padding_free``: each micro-batch padded to its longest example (``Collator``), or laid end to end in
 one row with position ids restarting per example (``PaddingFreeCollator``). Throughput counts real tokens,
 the same on both sides; the padded side also computes its pad positions. Their ratio, padded positions /
-real tokens, is the most padding-free can gain; the attention of SDPA and eager over the whole row
-(N x N, masked to blocks) is what it can lose, more with bigger micro-batches. The eval loss is computed
-after the last round the same way for both (padded batches of the test split), so it compares the
-trained weights, not the batching.
+real tokens, is the most padding-free can gain.
+
+The padding-free side attends as the trainer chooses (``models.attention.attention_for_padding_free``):
+without flash attention, ``per_example_sdpa``, one causal SDPA call per example. A third side,
+``padding_free_dense`` (skip it with ``--no-dense``), keeps the model's own attention over the whole row,
+N x N masked to the examples' blocks (transformers' SDPA with its block mask): what per-example attention
+saves, more with bigger micro-batches. The eval loss is computed after the last round the same way for
+every side (padded batches of the test split), so it compares the trained weights, not the batching.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from unittest import mock
 
 import torch
 
@@ -27,14 +33,21 @@ from harness import Peer, base_arguments, markdown_table, prepare, ratio, run_in
 
 from lora_course import SMOLLM2  # noqa: E402
 from lora_course.data import Collator  # noqa: E402
-from lora_course.models import TINY  # noqa: E402
+from lora_course.models import TINY, attention_for_padding_free  # noqa: E402
+from lora_course.models.attention import AttentionChoice  # noqa: E402
 from lora_course.train import TrainConfig, evaluate_loss, train  # noqa: E402
 
 # The final training losses must agree: the same sums over the same tokens, added in another order.
 LOSS_TOLERANCE = {"fp32": 1e-3, "bf16": 2e-2, "fp16": 2e-2}
 EVAL_GOAL = 0.01  # relative eval-loss difference the issue allows
 SPEED_GOAL = 1.3  # tokens/s padding-free / padded
-SIDES = {"padding_free": True, "padded": False}
+SIDES = ("padding_free", "padding_free_dense", "padded")
+
+
+def _own_attention(model) -> AttentionChoice:
+    """The trainer's choice replaced for the dense side: the model's own attention over the whole row."""
+    own = model.config._attn_implementation
+    return AttentionChoice(own, False, f"{own} kept (benchmark): the whole row, masked to blocks")
 
 
 class Workload:
@@ -60,9 +73,16 @@ class Workload:
             if name in self.init:
                 p.copy_(self.init[name])
 
-    def fit(self, padding_free: bool):
+    def fit(self, side: str):
         self.reset()
-        return train(self.model, self.examples, self.collator, self.config(padding_free), log=None)
+        if side == "padding_free_dense":
+            with mock.patch("lora_course.train.loop.attention_for_padding_free", _own_attention):
+                return train(self.model, self.examples, self.collator, self.config(True), log=None)
+        return train(self.model, self.examples, self.collator, self.config(side == "padding_free"), log=None)
+
+    def attention(self, side: str) -> str:
+        own = self.model.config._attn_implementation
+        return attention_for_padding_free(self.model).implementation if side == "padding_free" else own
 
     def positions(self) -> dict:
         """Real tokens and the positions each side computes, over the run's micro-batches."""
@@ -75,7 +95,7 @@ class Workload:
 
 def peer(work: Workload, name: str) -> Peer:
     def run():
-        seconds, cpu, result = timed_cpu(lambda: work.fit(SIDES[name]))
+        seconds, cpu, result = timed_cpu(lambda: work.fit(name))
         return {"seconds": seconds, "cpu_seconds": cpu, "tokens_per_s": result.input_tokens / seconds,
                 "tokens_per_cpu_s": result.input_tokens / cpu, "final_loss": result.final_train_loss,
                 "tokens": result.input_tokens}
@@ -94,57 +114,75 @@ def main(argv=None) -> dict:
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--eval-examples", type=int, default=64)
     parser.add_argument("--no-memory", action="store_true", help="skip the per-side memory runs")
+    parser.add_argument("--no-dense", action="store_true", help="skip the padding-free side with the dense block mask")
     args = prepare(parser.parse_args(argv))
     if args.smoke:
         args.model, args.repeats, args.steps, args.micro_batch, args.accumulation = TINY, 1, 2, 4, 2
         args.eval_examples = 8
     print(f"padding-free benchmark: {args.model}, micro-batch {args.micro_batch}", flush=True)
     work = Workload(args)
-    attention = getattr(work.model.config, "_attn_implementation", "?")
+    sides = [s for s in SIDES if not (args.no_dense and s == "padding_free_dense")]
+    attention = {side: work.attention(side) for side in sides}
     counts = work.positions()
     ceiling = counts["padded_positions"] / counts["real_tokens"]
 
     memory = {}
     if not args.no_memory:
-        for name in SIDES:
-            memory[name] = peak_memory(lambda name=name: (lambda: work.fit(SIDES[name])))
+        for name in sides:
+            memory[name] = peak_memory(lambda name=name: (lambda: work.fit(name)))
             print(f"  memory {name}: {memory[name]['added_bytes'] / 2**20:,.0f} MiB added by training", flush=True)
 
-    results = run_interleaved([peer(work, name) for name in SIDES], repeats=args.repeats,
+    results = run_interleaved([peer(work, name) for name in sides], repeats=args.repeats,
                               warmup=0 if args.smoke else 1)
     eval_loss = {}
-    for name in SIDES:  # every round trains the same run, so one more gives each side's trained weights
-        work.fit(SIDES[name])
+    for name in sides:  # every round trains the same run, so one more gives each side's trained weights
+        work.fit(name)
         eval_loss[name] = evaluate_loss(work.model, work.eval_examples, work.collator, args.micro_batch, work.precision)
 
     tolerance = LOSS_TOLERANCE[work.precision]
     losses = {n: r.median("final_loss") for n, r in results.items()}
-    train_gap = abs(losses["padding_free"] - losses["padded"]) / abs(losses["padded"])
-    eval_gap = abs(eval_loss["padding_free"] - eval_loss["padded"]) / abs(eval_loss["padded"])
-    differs = (f"only the batch layout: micro-batches of {args.micro_batch} padded to their longest example vs one "
-               f"row without padding ({attention} attention, {work.precision}); the same model, adapter init, "
-               "examples, micro-batches, optimizer and steps")
-    ratios = [{**ratio(results, "padding_free", "padded", "tokens_per_s"), "name": "tokens/s padding-free / padded",
-               "differs": differs, "note": f"goal >= {SPEED_GOAL}; ceiling (padded positions / real tokens) {ceiling:.3f}"},
-              {**ratio(results, "padding_free", "padded", "tokens_per_cpu_s"),
-               "name": "tokens per CPU-second padding-free / padded", "differs": differs}]
-    if memory:
-        a, b = memory["padding_free"]["added_bytes"], memory["padded"]["added_bytes"]
-        ratios.append({"name": "memory added by training padding-free / padded", "ratio": a / b if a and b else None,
+    train_gap = {n: abs(losses[n] - losses["padded"]) / abs(losses["padded"]) for n in sides if n != "padded"}
+    eval_gap = {n: abs(eval_loss[n] - eval_loss["padded"]) / abs(eval_loss["padded"]) for n in sides if n != "padded"}
+    same = (f"the same model, adapter init, examples, micro-batches of {args.micro_batch}, optimizer and steps "
+            f"({work.precision})")
+    differs = {"padding_free": f"padded to the longest example ({attention['padded']}) vs one row without padding "
+                               f"attended per example ({attention['padding_free']}); {same}",
+               "padding_free_dense": f"padded to the longest example vs one row without padding attended whole, "
+                                     f"masked to blocks ({attention.get('padding_free_dense')}); {same}"}
+    label = {"padding_free": "padding-free", "padding_free_dense": "padding-free dense block mask"}
+    ratios = []
+    for name in (n for n in sides if n != "padded"):
+        goal = {"note": f"goal >= {SPEED_GOAL}; ceiling (padded positions / real tokens) {ceiling:.3f}"}
+        ratios += [{**ratio(results, name, "padded", "tokens_per_s"), "name": f"tokens/s {label[name]} / padded",
+                    "differs": differs[name], **(goal if name == "padding_free" else {})},
+                   {**ratio(results, name, "padded", "tokens_per_cpu_s"),
+                    "name": f"tokens per CPU-second {label[name]} / padded", "differs": differs[name]}]
+    if "padding_free_dense" in sides:
+        ratios.append({**ratio(results, "padding_free", "padding_free_dense", "tokens_per_cpu_s"),
+                       "name": "tokens per CPU-second per-example / dense block mask (both padding-free)",
+                       "differs": f"only the attention: {attention['padding_free']} vs {attention['padding_free_dense']} "
+                                  "over the examples' blocks"})
+    for name in (n for n in sides if n != "padded") if memory else ():
+        a, b = memory[name]["added_bytes"], memory["padded"]["added_bytes"]
+        ratios.append({"name": f"memory added by training {label[name]} / padded", "ratio": a / b if a and b else None,
                        "min": None, "max": None, "note": f"{memory['padded']['meter']}, one run each",
-                       "differs": differs})
-    ratios.append({"name": "eval loss padding-free / padded", "ratio": eval_loss["padding_free"] / eval_loss["padded"],
-                   "min": None, "max": None, "note": f"goal within {EVAL_GOAL:.0%}", "differs": differs})
-    rows = [{"side": n, "tokens_per_s": r.median("tokens_per_s"), "tokens_per_cpu_s": r.median("tokens_per_cpu_s"),
-             "median_s": r.median("seconds"), "final_loss": losses[n], "eval_loss": eval_loss[n],
+                       "differs": differs[name]})
+    for name in (n for n in sides if n != "padded"):
+        ratios.append({"name": f"eval loss {label[name]} / padded", "ratio": eval_loss[name] / eval_loss["padded"],
+                       "min": None, "max": None, "note": f"goal within {EVAL_GOAL:.0%}", "differs": differs[name]})
+    rows = [{"side": n, "attention": attention[n], "tokens_per_s": r.median("tokens_per_s"),
+             "tokens_per_cpu_s": r.median("tokens_per_cpu_s"), "median_s": r.median("seconds"),
+             "final_loss": losses[n], "eval_loss": eval_loss[n],
              "added_mib": memory[n]["added_bytes"] / 2**20 if memory else None} for n, r in results.items()]
-    table = markdown_table(rows, ["side", "tokens_per_s", "tokens_per_cpu_s", "median_s", "final_loss", "eval_loss",
-                                  "added_mib"])
+    table = markdown_table(rows, ["side", "attention", "tokens_per_s", "tokens_per_cpu_s", "median_s", "final_loss",
+                                  "eval_loss", "added_mib"])
     table += "\n\n" + markdown_table(
         [{"ratio": x["name"], "median": x["ratio"], "spread": _spread(x), "what differs": x["differs"]} for x in ratios],
         ["ratio", "median", "spread", "what differs"])
-    table += (f"\n\nWhat differs: {differs}. Final train loss relative gap {train_gap:.1e} (enforced <= {tolerance:g}); "
-              f"eval loss relative gap {eval_gap:.1e} (enforced <= {EVAL_GOAL:g}). {counts['real_tokens']} real tokens, "
+    gaps = "; ".join(f"{label[n]}: final train loss relative gap {train_gap[n]:.1e}, eval loss {eval_gap[n]:.1e}"
+                     for n in train_gap)
+    table += (f"\n\nWhat differs: {differs['padding_free']}. Against the padded run ({gaps}; enforced: train <= "
+              f"{tolerance:g}, eval <= {EVAL_GOAL:g}). {counts['real_tokens']} real tokens, "
               f"{counts['padded_positions']} padded positions per run (the most padding-free can gain: {ceiling:.3f}x); "
               f"{args.steps} steps x {args.accumulation} x {args.micro_batch}, LoRA r={args.rank} on q,k,v,o; "
               f"{args.repeats} interleaved rounds on {torch.get_num_threads()} thread(s), {device().type}.\n")
@@ -152,13 +190,17 @@ def main(argv=None) -> dict:
     payload = {"model": args.model, "attention": attention, "precision": work.precision,
                "settings": vars(args) | {"out": str(args.out)}, "positions": counts, "ceiling": ceiling,
                "memory": memory, "rows": rows, "ratios": ratios, "results": {n: r.rounds for n, r in results.items()},
-               "checks": {"train_loss_relative_gap": train_gap, "train_loss_tolerance": tolerance,
-                          "eval_loss_relative_gap": eval_gap, "eval_loss_goal": EVAL_GOAL, "speed_goal": SPEED_GOAL}}
+               "checks": {"train_loss_relative_gap": train_gap["padding_free"], "train_loss_tolerance": tolerance,
+                          "eval_loss_relative_gap": eval_gap["padding_free"], "eval_loss_goal": EVAL_GOAL,
+                          "speed_goal": SPEED_GOAL, "dense_train_loss_relative_gap": train_gap.get("padding_free_dense"),
+                          "dense_eval_loss_relative_gap": eval_gap.get("padding_free_dense")}}
     write("padding_free", payload, table, args.out)
-    if train_gap > tolerance or eval_gap > EVAL_GOAL:  # written first, so the numbers that failed can be read
-        raise SystemExit(f"padding-free and padded runs ended at different losses (train gap {train_gap:.2e}, "
-                         f"tolerance {tolerance:g}; eval gap {eval_gap:.2e}, goal {EVAL_GOAL:g}): they did not train "
-                         "the same thing, so their speeds do not compare")
+    failed = {n: (train_gap[n], eval_gap[n]) for n in train_gap if train_gap[n] > tolerance or eval_gap[n] > EVAL_GOAL}
+    if failed:  # written first, so the numbers that failed can be read
+        raise SystemExit("padding-free and padded runs ended at different losses ("
+                         + "; ".join(f"{label[n]}: train gap {t:.2e}, eval gap {e:.2e}" for n, (t, e) in failed.items())
+                         + f"; tolerance {tolerance:g}, eval goal {EVAL_GOAL:g}): they did not train the same thing, "
+                           "so their speeds do not compare")
     return payload
 
 

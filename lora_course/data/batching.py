@@ -112,7 +112,9 @@ class PaddingFreeCollator:
     The same examples in the same micro-batch give the same summed loss and target-token count as
     ``Collator`` (to rounding): the saving is the pad positions. The price: with SDPA or eager attention
     the row's attention is one N x N product masked to blocks, where N is the whole micro-batch's tokens,
-    so on long rows it can cost more than the padding saved; flash attention computes only the blocks.
+    so on long rows it can cost more than the padding saved. Flash attention computes only the blocks, and
+    so does ``models.attention.per_example_sdpa`` (one SDPA call per example, from the same boundaries),
+    which the trainer puts in place of SDPA and eager attention for ``padding_free`` runs.
     """
 
     def __init__(self, flash_kwargs: bool = False):

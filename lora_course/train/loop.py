@@ -23,6 +23,7 @@ import torch
 
 from lora_course.data import PaddingFreeCollator
 from lora_course.errors import DataError, SettingsError
+from lora_course.models.attention import attention_for_padding_free, use_attention
 from lora_course.models.hardware import PRECISIONS, autocast, resolve_precision
 from lora_course.train.checkpoint import (
     append_metrics,
@@ -104,7 +105,10 @@ def train(model, train_data, collator, config: TrainConfig, eval_data=None, resu
     ``run_config``: the caller's whole configuration, stored in each checkpoint so that a resume with
     another one is refused; ``allow_changes``: keys that may differ on resume (e.g. ``["max_steps"]``).
     ``config.padding_free``: each micro-batch (training and evaluation) is one unpadded row from
-    ``PaddingFreeCollator``, and ``collator`` is not used."""
+    ``PaddingFreeCollator``, and ``collator`` is not used. The model attends as
+    ``models.attention.attention_for_padding_free`` says: flash attention stays, SDPA and eager become
+    ``per_example_sdpa`` (one call per example, not one masked product over the row) for the run, its
+    evaluations included, and the model's own implementation is set back when ``train`` returns or raises."""
     device = next(p.device for p in model.parameters())
     choice = resolve_precision(config.precision, device)
     precision = choice.precision
@@ -112,8 +116,10 @@ def train(model, train_data, collator, config: TrainConfig, eval_data=None, resu
     log = log if (rank == 0 and log) else (lambda *args, **kwargs: None)
     if config.precision == "auto":
         log(f"precision: {choice.reason}")
-    if config.padding_free:
-        collator = PaddingFreeCollator(flash_kwargs=_uses_flash_attention(model))
+    attention = attention_for_padding_free(model) if config.padding_free else None
+    if attention:
+        collator = PaddingFreeCollator(flash_kwargs=attention.boundaries)
+        log(f"attention: {attention.reason}")
     batches = _BatchOrder(len(train_data), config.micro_batch_size, config.seed, config.shuffle)
     window_size = config.gradient_accumulation_steps * world  # micro-batches per optimizer step, all ranks
     total_steps = config.max_steps or max(1, int(config.num_epochs * batches.per_epoch / window_size))
@@ -138,10 +144,12 @@ def train(model, train_data, collator, config: TrainConfig, eval_data=None, resu
 
     undo_compile = _compile_decoder(model) if config.compile else (lambda: None)
     restore_mode = _enter_training_mode(model, config.gradient_checkpointing)
+    restore_attention = use_attention(model, attention.implementation) if attention else (lambda: None)
 
     def restore():
         undo_compile()
         restore_mode()
+        restore_attention()
     forward_model = _wrap_ddp(model, device) if world > 1 else model
     _reset_peak_memory(device)
     progress = _progress(total_steps, state["step"], config.progress and rank == 0)
@@ -208,8 +216,12 @@ def train(model, train_data, collator, config: TrainConfig, eval_data=None, resu
         restore()
     final_eval = None
     if eval_data is not None and not interrupted:
-        final_eval = evaluate_loss(model, eval_data, collator, config.micro_batch_size, precision,
-                                   config.loss_chunk_rows)
+        restore_attention = use_attention(model, attention.implementation) if attention else (lambda: None)
+        try:
+            final_eval = evaluate_loss(model, eval_data, collator, config.micro_batch_size, precision,
+                                       config.loss_chunk_rows)
+        finally:
+            restore_attention()
     history = state["history"]
     return TrainResult(
         history=history, steps=state["step"], wall_time_s=time.perf_counter() - started, tokens=trained_tokens,
@@ -294,12 +306,6 @@ def _compile_decoder(model):
             del decoder.forward
 
     return undo
-
-
-def _uses_flash_attention(model) -> bool:
-    """Whether the model attends with a flash-attention kernel (the ones that take sequence boundaries)."""
-    implementation = getattr(getattr(model, "config", None), "_attn_implementation", None)
-    return "flash" in str(implementation or "")
 
 
 def _join_process_group() -> tuple[int, int]:
