@@ -3,7 +3,7 @@ offline copy of the course model, or a tiny random model for tests."""
 
 from lora_course.models.errors import ModelNotAvailableError
 from lora_course.models.loading import count_parameters, load_config, load_model, load_tokenizer, meta_model
-from lora_course.models.tiny import TINY, tiny_config, tiny_model, tiny_tokenizer
+from lora_course.models.tiny import TINY, tiny_config, tiny_model, tiny_qwen2_model, tiny_tokenizer
 
 __all__ = [
     "ModelNotAvailableError",
@@ -15,5 +15,6 @@ __all__ = [
     "meta_model",
     "tiny_config",
     "tiny_model",
+    "tiny_qwen2_model",
     "tiny_tokenizer",
 ]
