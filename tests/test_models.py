@@ -14,6 +14,7 @@ from lora_course.models import (
     load_model,
     meta_model,
     tiny_model,
+    tiny_qwen2_model,
 )
 from lora_course.models import offline
 
@@ -27,6 +28,27 @@ def test_tiny_model_is_deterministic_and_smollm2_shaped():
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
     assert not all(torch.equal(p, q) for p, q in zip(a.parameters(), c.parameters()))
     assert tok.eos_token == "<|im_end|>" and tok.chat_template
+
+
+def test_tiny_qwen2_model_has_biases_on_q_k_v_only_and_each_lora_bias_mode_trains_its_share():
+    from lora_course.lora import LoraSettings, inject_lora
+
+    a, tok = tiny_qwen2_model(seed=0)
+    b, _ = tiny_qwen2_model(seed=0)
+    assert type(a).__name__ == "Qwen2ForCausalLM" and a.config.vocab_size == len(tok)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    attn = a.model.layers[0].self_attn
+    assert all(getattr(attn, m).bias is not None for m in ("q_proj", "k_proj", "v_proj")) and attn.o_proj.bias is None
+    assert not any(torch.equal(getattr(attn, m).bias, torch.zeros_like(getattr(attn, m).bias)) for m in ("q_proj", "v_proj"))
+    widths = {m: getattr(attn, m).out_features for m in ("q_proj", "k_proj", "v_proj")}
+    layers = a.config.num_hidden_layers
+    lora = layers * 4 * sum(getattr(attn, m).in_features + widths[m] for m in ("q_proj", "v_proj"))
+    expected = {"none": lora, "all": lora + layers * sum(widths.values()),
+                "lora_only": lora + layers * (widths["q_proj"] + widths["v_proj"])}
+    for bias, count in expected.items():
+        model, _ = tiny_qwen2_model()
+        inject_lora(model, LoraSettings(r=4, alpha=8, target_modules=["q_proj", "v_proj"], bias=bias))
+        assert count_parameters(model)["trainable"] == count, bias
 
 
 def test_tiny_model_loads_by_name_from_disk():

@@ -5,7 +5,7 @@ batches run with (``models.attention``)."""
 from lora_course.models.attention import PER_EXAMPLE_SDPA, attention_for_padding_free, use_attention
 from lora_course.models.errors import ModelNotAvailableError
 from lora_course.models.loading import count_parameters, load_config, load_model, load_tokenizer, meta_model
-from lora_course.models.tiny import TINY, tiny_config, tiny_model, tiny_tokenizer
+from lora_course.models.tiny import TINY, tiny_config, tiny_model, tiny_qwen2_model, tiny_tokenizer
 
 __all__ = [
     "ModelNotAvailableError",
@@ -19,6 +19,7 @@ __all__ = [
     "meta_model",
     "tiny_config",
     "tiny_model",
+    "tiny_qwen2_model",
     "tiny_tokenizer",
     "use_attention",
 ]

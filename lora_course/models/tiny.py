@@ -62,6 +62,33 @@ def tiny_model(seed: int = 0, **config_overrides):
     return model, tiny_tokenizer()
 
 
+def tiny_qwen2_model(seed: int = 0, num_hidden_layers: int = 2, hidden_size: int = 64, **config_overrides):
+    """Return ``(model, tokenizer)``: a tiny random model with Qwen2's architecture, identical for the same seed.
+
+    Qwen2 (and Qwen2.5) put a bias on the q, k and v projections, which Llama and SmolLM2 do not: the
+    model to show what LoRA's ``bias`` setting trains. Its widths and tokenizer are the tiny Llama's
+    (SmolLM2's tokenizer and chat template), so it runs everywhere the tiny model runs. Built offline."""
+    import torch
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
+    llama = tiny_config(num_hidden_layers=num_hidden_layers, hidden_size=hidden_size)
+    kwargs = {k: getattr(llama, k) for k in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                                             "num_attention_heads", "num_key_value_heads", "max_position_embeddings",
+                                             "rms_norm_eps", "tie_word_embeddings", "bos_token_id", "eos_token_id",
+                                             "pad_token_id")}
+    kwargs.update(attn_implementation="eager", **config_overrides)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(Qwen2Config(**kwargs), dtype=torch.float32)
+        # transformers starts linear biases at zero; random ones make a trained bias visible against its start
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if name.endswith(".bias"):
+                    param.normal_(0.0, 0.02)
+    model.eval()
+    return model, tiny_tokenizer()
+
+
 def ensure_tiny_on_disk(seed: int = 0) -> Path:
     """Save the tiny model (seed 0) under the cache so it loads by path like any checkpoint."""
     from lora_course.models.offline import cache_root
