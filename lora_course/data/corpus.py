@@ -116,7 +116,7 @@ def text_blocks(tokenizer, text: str, block_size: int, max_blocks: int | None = 
     ``evaluate.perplexity``."""
     if block_size < 2:
         raise DataError(f"block_size must be at least 2 (one token predicts the next), got {block_size}.")
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]  # a whole play: no length warning
     n = len(ids) // block_size if max_blocks is None else min(max_blocks, len(ids) // block_size)
     if n == 0:
         raise DataError(f"The text has {len(ids)} tokens, fewer than one block of {block_size}. Fix: a longer "
