@@ -177,31 +177,8 @@ def _forked(build) -> dict:
 
 # ---------------------------------------------------------------------------------------------- FLOPs
 
-def step_flops(model, positions: int, mean_length: float) -> dict:
-    """Matmul FLOPs a training step must do for ``positions`` token positions, by phase.
-
-    forward: 2 * in * out per position for every linear layer (the adapters' A and B included, the
-    output head included) plus causal attention (QK^T and AV: 2 * layers * length * hidden);
-    backward through the activations: the same again (every layer above the first adapter passes
-    a gradient down); weight gradients: 2 * in * out per position, but only for layers whose weight
-    trains. The optimizer's work is elementwise over the trainable parameters: ``optimizer_elements``.
-    """
-    forward = weight_grads = 0
-    embedding = model.get_input_embeddings().weight if hasattr(model, "get_input_embeddings") else None
-    for module in model.modules():
-        weight = getattr(module, "weight", None)
-        if isinstance(module, torch.nn.Linear) or (weight is not None and type(module).__name__ in ("Linear4bit", "Linear8bitLt")):
-            n = module.in_features * module.out_features
-            forward += 2 * n
-            if weight is not None and weight.requires_grad:
-                weight_grads += 2 * n
-    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    attention = 2 * config.num_hidden_layers * mean_length * config.hidden_size
-    forward_total = (forward + attention) * positions
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return {"forward": forward_total, "backward_activations": forward_total, "weight_gradients": weight_grads * positions,
-            "total": 2 * forward_total + weight_grads * positions, "optimizer_elements": trainable,
-            "embedding_trains": bool(embedding is not None and embedding.requires_grad)}
+# the package's count (lora_course.memory.cost), the same one the book's cost model uses
+from lora_course.memory.cost import step_flops  # noqa: E402,F401
 
 
 def gemm_peak_flops(seconds: float = 1.0) -> dict:

@@ -479,3 +479,21 @@ def test_fp16_on_a_16_bit_base_trains_with_fp32_adapters_and_checkpoints_its_los
     assert result.steps == 2 and all(torch.isfinite(torch.tensor(r["loss"])) for r in result.history)
     payload = torch.load(checkpoint_paths(tmp_path)[-1], weights_only=False)
     assert payload["scaler"]["scale"] > 0
+
+
+def test_a_run_killed_after_rotation_resumes_from_the_newest_checkpoint_and_ends_where_it_would_have(
+        examples, collate, tmp_path):
+    config = dict(micro_batch_size=2, max_steps=8, learning_rate=1e-2, save_steps=2, save_total_limit=2, progress=False)
+    with pytest.raises(SystemError):  # killed during step 7: checkpoints at 2, 4, 6, the oldest deleted
+        train(lora_model(), examples, _CrashAt(collate, 7), TrainConfig(**config, output_dir=str(tmp_path / "run")),
+              log=None)
+    assert [p.name for p in checkpoint_paths(tmp_path / "run")] == ["step-000004.pt", "step-000006.pt"]
+    resumed, lines = lora_model(), []
+    train(resumed, examples, collate, TrainConfig(**config, output_dir=str(tmp_path / "run")), resume=True,
+          log=lines.append)
+    assert "step-000006.pt at step 6" in lines[-1]
+    assert [p.name for p in checkpoint_paths(tmp_path / "run")] == ["step-000006.pt", "step-000008.pt"]
+    straight = lora_model()
+    train(straight, examples, collate, TrainConfig(**config, output_dir=str(tmp_path / "straight")), log=None)
+    for (name, a), b in zip(resumed.named_parameters(), straight.parameters()):
+        assert torch.equal(a, b), name

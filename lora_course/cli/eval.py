@@ -21,6 +21,12 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--no-base", action="store_true", help="skip the base model")
     p.add_argument("--allow-base-mismatch", action="store_true")
+    p.add_argument("--previous", metavar="DIR", help="the adapter the new ones would replace: compare each with it "
+                   "on the same examples and exit with 1 if one regressed (a CI gate)")
+    p.add_argument("--tolerance", type=float, default=0.0,
+                   help="with --previous: the accuracy drop accepted, e.g. 0.02 for two points (default 0)")
+    p.add_argument("--strict", action="store_true",
+                   help="with --previous: also fail a drop beyond the tolerance that is within noise")
     p.add_argument("--json", metavar="FILE", help="write all results (per example too) to FILE")
     p.set_defaults(func=run)
 
@@ -29,15 +35,18 @@ def run(args) -> int:
     from lora_course.recipes import evaluate_models
 
     results = evaluate_models(args.model, args.adapter, args.task, args.limit, args.batch_size,
-                              include_base=not args.no_base, allow_mismatch=args.allow_base_mismatch)
+                              include_base=not args.no_base, allow_mismatch=args.allow_base_mismatch,
+                              previous=args.previous, tolerance=args.tolerance, strict=args.strict)
     for name, result in results["runs"].items():
         print(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in _headline(result["metrics"]).items()))
     for comparison in results["comparisons"]:
         print(comparison["summary"])
+    for gate in results["regressions"]:
+        print(gate["summary"])
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
         print(f"wrote {args.json}")
-    return 0
+    return 1 if any(not gate["passed"] for gate in results["regressions"]) else 0
 
 
 def _headline(metrics: dict) -> dict:
