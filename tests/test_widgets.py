@@ -270,3 +270,19 @@ def test_explorer_without_ipywidgets(sweep, no_ipywidgets):
     assert set(bundle) == {"text/plain", "image/png"}
     width, height = png_size(bundle)
     assert height > width  # one panel per setting, stacked: three settings
+
+
+def test_the_widget_never_captures_output(monkeypatch):
+    """Capturing prints into an Output widget needs a front end to answer; executed with none (the book's
+    build) a cell then waited for its timeout. The plot goes in as display data set from the kernel instead."""
+    import ipywidgets
+
+    def no_capture(self):
+        raise AssertionError("the widget captured output")
+
+    monkeypatch.setattr(ipywidgets.Output, "__enter__", no_capture)
+    explorable, calls = _counting_explorable()
+    out = explorable.widget.children[-1]
+    assert isinstance(out, ipywidgets.Output) and out.outputs[0]["data"]["image/png"]
+    explorable.widget.children[1].value = "b"
+    assert calls[-1] == (3, "b", False) and len(out.outputs) == 1

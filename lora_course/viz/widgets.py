@@ -160,25 +160,44 @@ class Explorable:
 
     # --- the live side ---------------------------------------------------------------------------------
 
-    def show(self, **values):
-        """Draw one setting in a figure of its own and show it (what the widget calls on every change)."""
+    def render(self, **values) -> bytes:
+        """One setting drawn in a figure of its own, as PNG bytes."""
         import matplotlib.pyplot as plt
 
         fig = plt.figure(figsize=self.panel_size, layout="constrained")
-        result = self.draw(fig, **self.values(values))
-        plt.show()
-        plt.close(fig)
-        return result
+        try:
+            self.draw(fig, **self.values(values))
+            buffer = io.BytesIO()
+            fig.savefig(buffer, format="png", dpi=self.dpi)
+        finally:
+            plt.close(fig)
+        return buffer.getvalue()
 
     @property
     def widget(self):
-        """The ipywidgets ``interactive`` over ``show``, or None where ipywidgets is not installed."""
+        """The controls above an ``Output`` holding the plot, or None where ipywidgets is not installed.
+
+        The plot is put into the ``Output`` as display data set from the kernel (``append_display_data``),
+        never by capturing what a cell prints into it: capturing needs a front end to answer, and a notebook
+        executed with no front end (the book's build, nbclient) then waits for its cell timeout."""
         if self._widget is None:
             w = _ipywidgets()
             if w is None:
                 return None
-            widgets = {name: _to_widget(w, name, control) for name, control in self.controls.items()}
-            self._widget = w.interactive(lambda **values: self.show(**values) and None, **widgets)
+            from IPython.display import Image
+
+            controls = {name: _to_widget(w, name, control) for name, control in self.controls.items()}
+            out = w.Output()
+
+            def redraw(_change=None):
+                image = Image(self.render(**{name: c.value for name, c in controls.items()}))
+                out.outputs = ()
+                out.append_display_data(image)
+
+            for control in controls.values():
+                control.observe(redraw, names="value")
+            redraw()
+            self._widget = w.VBox([*controls.values(), out])
         return self._widget
 
     def _repr_mimebundle_(self, include=None, exclude=None):
