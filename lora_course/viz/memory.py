@@ -6,6 +6,7 @@ import dataclasses
 
 from lora_course.memory import Setup, estimate
 from lora_course.memory.fit import WHOLE_MODEL_METHODS
+from lora_course.viz.widgets import Choice, Explorable, IntRange, Toggle
 
 COLORS = {"weights": "#4c72b0", "quant_constants": "#8172b3", "gradients": "#dd8452", "optimizer_states": "#c44e52",
           "activations": "#55a868", "autocast_copies": "#64b5cd", "logits": "#937860", "overhead": "#bbbbbb"}
@@ -18,6 +19,7 @@ PEAK_EXTRA = "logits and temporaries at the peak"
 def plot_breakdowns(breakdowns: dict, ax=None, unit: float = 2**30, unit_name: str = "GiB", capacity=None):
     """One stacked bar per setup (``{label: Breakdown}``); a dashed line at ``capacity`` bytes."""
     import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     if ax is None:
         _, ax = plt.subplots(figsize=(1.6 + 1.3 * len(breakdowns), 4))
@@ -38,27 +40,33 @@ def plot_breakdowns(breakdowns: dict, ax=None, unit: float = 2**30, unit_name: s
         ax.text(len(labels) - 0.5, capacity / unit, f" {capacity / unit:.0f} {unit_name}", va="bottom", ha="right")
     ax.set_ylabel(unit_name)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    ax.figure.tight_layout()
+    fig = ax.figure
+    if isinstance(fig, Figure) and fig.get_layout_engine() is None:  # a subfigure's root lays itself out
+        fig.tight_layout()
     return ax
 
 
-def memory_panel(model_name: str, capacity: float | None = None):
-    """Sliders for method, r, micro-batch, sequence length and checkpointing over the estimate.
-    Where ipywidgets cannot run (a static page), the same plot is shown for the default setup."""
-    import matplotlib.pyplot as plt
+def memory_panel(model_name: str, capacity: float | None = None) -> Explorable:
+    """Controls for method, r, micro-batch, sequence length and checkpointing over the estimate, next to full
+    fine-tuning. A static page shows four fixed setups instead (see ``lora_course.viz.widgets``)."""
 
-    def draw(method="lora", r=16, micro_batch_size=1, sequence_length=512, gradient_checkpointing=False):
+    def draw(fig, method="lora", r=16, micro_batch_size=1, sequence_length=512, gradient_checkpointing=False):
         setup = Setup(method=method, r=r, micro_batch_size=micro_batch_size, sequence_length=sequence_length,
                       gradient_checkpointing=gradient_checkpointing)
         full = dataclasses.replace(setup, method="full")
-        plot_breakdowns({"full": estimate(model_name, full), method: estimate(model_name, setup)}, capacity=capacity)
-        plt.show()
+        breakdowns = {"full": estimate(model_name, full), method: estimate(model_name, setup)}
+        plot_breakdowns(breakdowns, ax=fig.subplots(), capacity=capacity)
+        return breakdowns
 
-    try:
-        import ipywidgets as w
-    except ImportError:
-        draw()
-        return None
-    return w.interactive(draw, method=list(WHOLE_MODEL_METHODS), r=w.IntSlider(16, 1, 128),
-                         micro_batch_size=w.IntSlider(1, 1, 32), sequence_length=w.IntSlider(512, 64, 4096, step=64),
-                         gradient_checkpointing=False)
+    controls = {"method": Choice(list(WHOLE_MODEL_METHODS), "lora"), "r": IntRange(1, 128, 16),
+                "micro_batch_size": IntRange(1, 32, 1), "sequence_length": IntRange(64, 4096, 512, step=64),
+                "gradient_checkpointing": Toggle(False)}
+    settings = [{"method": "lora"}, {"method": "qlora"}, {"method": "lora", "sequence_length": 2048},
+                {"method": "lora", "sequence_length": 2048, "gradient_checkpointing": True}]
+
+    def label(v: dict) -> str:
+        return (f"{v['method']}, r={v['r']}, {v['micro_batch_size']} x {v['sequence_length']} tokens"
+                + (", checkpointing" if v["gradient_checkpointing"] else ""))
+
+    return Explorable(draw, controls, settings, panel_size=(5.0, 3.2), label=label,
+                      title=f"memory of a training step, {model_name}")
