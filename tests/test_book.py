@@ -52,6 +52,12 @@ def test_notebook_is_valid_and_has_no_outputs(path):
     dirty = [i for i, c in enumerate(nb.cells)
              if c.cell_type == "code" and (c.outputs or c.execution_count is not None)]
     assert not dirty, f"{_rel(path)}: code cells {dirty} have outputs or execution counts; clear them before committing"
+    # nbformat.read fills in missing cell ids (with a warning) and would hide them: read the file as saved
+    cells = json.loads(Path(path).read_text())["cells"]
+    missing = [i for i, c in enumerate(cells) if not c.get("id")]
+    ids = [c.get("id") for c in cells]
+    assert not missing, f"{_rel(path)}: cells {missing} have no id (nbformat 4.5 requires one); give each a unique id"
+    assert len(set(ids)) == len(ids), f"{_rel(path)}: cell ids repeat: {sorted({i for i in ids if ids.count(i) > 1})}"
 
 
 def test_every_toc_entry_exists_and_every_page_is_in_the_toc():
