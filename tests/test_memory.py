@@ -122,6 +122,8 @@ PEAK_CASES = [
     ("tiny, full, pure bf16", {}, {"method": "full", "param_dtype": "bfloat16"}),
     ("tiny, full, bf16 autocast over fp32", {}, {"method": "full", "mixed_precision": True}),
     ("tiny, chunked loss, pure bf16", {}, {"method": "lora", "param_dtype": "bfloat16", "loss_chunk_rows": 32}),
+    ("tiny, full, chunked loss, bf16 autocast over fp32", {},
+     {"method": "full", "mixed_precision": True, "loss_chunk_rows": 32}),
     ("small vocabulary, eager, fp32", SMALL_VOCABULARY, {"method": "lora", "attn_implementation": "eager"}),
     ("small vocabulary, eager, pure bf16", SMALL_VOCABULARY,
      {"method": "lora", "attn_implementation": "eager", "param_dtype": "bfloat16"}),

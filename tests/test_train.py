@@ -351,6 +351,137 @@ def test_the_chunked_loss_equals_the_plain_loss_in_value_and_gradients(examples,
         torch.testing.assert_close(chunked_grads[name], plain_grad, rtol=1e-4, atol=1e-5 * scale, msg=name)
 
 
+def _head_case(bias=True, rows=37, width=16, vocabulary=50, seed=0):
+    """Tiny hidden rows, a plain Linear head and targets: the fused loss's inputs without a model."""
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    head = torch.nn.Linear(width, vocabulary, bias=bias)
+    hidden = torch.randn(rows, width, generator=generator).requires_grad_(True)
+    targets = torch.randint(0, vocabulary, (rows,), generator=generator)
+    return hidden, head, targets
+
+
+def _loss_and_grads(loss_fn, hidden, head, targets):
+    hidden = hidden.detach().clone().requires_grad_(hidden.requires_grad)
+    for p in head.parameters():
+        p.grad = None
+    loss = loss_fn(hidden, head, targets)
+    loss.backward()
+    return loss.detach(), hidden.grad, {n: None if p.grad is None else p.grad.clone() for n, p in head.named_parameters()}
+
+
+def _plain(hidden, head, targets):
+    return torch.nn.functional.cross_entropy(head(hidden).float(), targets, reduction="sum")
+
+
+def _no_checkpoint(*args, **kwargs):
+    raise AssertionError("the fused loss must not take the checkpointed path")
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("chunk_rows", [1, 5, 16, 36])  # one row; ragged last chunks; two chunks, the last of one row
+def test_the_fused_chunked_loss_equals_the_plain_loss_for_a_trainable_linear_head(monkeypatch, chunk_rows, bias):
+    """A plain Linear head takes the fused path (gradients in the forward, no checkpoint) and matches the
+    all-at-once loss in value and in the gradients of the hidden rows, the weight and the bias."""
+    from lora_course.train.loss import chunked_cross_entropy
+
+    hidden, head, targets = _head_case(bias=bias)
+    plain = _loss_and_grads(_plain, hidden, head, targets)
+    monkeypatch.setattr("torch.utils.checkpoint.checkpoint", _no_checkpoint)
+    fused = _loss_and_grads(lambda h, m, t: chunked_cross_entropy(h, m, t, chunk_rows), hidden, head, targets)
+    torch.testing.assert_close(fused[0], plain[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fused[1], plain[1], rtol=1e-5, atol=1e-6)
+    assert fused[2].keys() == plain[2].keys() == ({"weight", "bias"} if bias else {"weight"})
+    for name, grad in plain[2].items():
+        torch.testing.assert_close(fused[2][name], grad, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_the_fused_loss_computes_no_gradient_for_a_frozen_head(monkeypatch):
+    from lora_course.train.loss import chunked_cross_entropy
+
+    hidden, head, targets = _head_case()
+    head.requires_grad_(False)
+    plain = _loss_and_grads(_plain, hidden, head, targets)
+    monkeypatch.setattr("torch.utils.checkpoint.checkpoint", _no_checkpoint)
+    loss = chunked_cross_entropy(hidden, head, targets, 8)
+    saved_hidden, saved_weight, saved_bias = loss.grad_fn.saved_tensors  # what the backward will scale
+    assert saved_hidden.shape == hidden.shape and saved_weight is None and saved_bias is None
+    loss.backward()
+    assert head.weight.grad is None and head.bias.grad is None
+    torch.testing.assert_close(loss.detach(), plain[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(hidden.grad, plain[1], rtol=1e-5, atol=1e-6)
+
+
+def test_the_fused_loss_scales_its_gradients_by_the_upstream_gradient_and_skips_ignored_rows():
+    """The loop divides the sum by the window's target tokens: the stored gradients are scaled by that factor.
+    Rows with the ignore index (the caller drops them; the function still honours them) add nothing."""
+    from lora_course.train.loss import chunked_cross_entropy
+
+    hidden, head, targets = _head_case()
+    targets[[0, 9, 10, 36]] = IGNORE_INDEX
+    plain = _loss_and_grads(lambda h, m, t: _plain(h, m, t) / 7, hidden, head, targets)
+    fused = _loss_and_grads(lambda h, m, t: chunked_cross_entropy(h, m, t, 6) / 7, hidden, head, targets)
+    torch.testing.assert_close(fused[0], plain[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fused[1], plain[1], rtol=1e-5, atol=1e-6)
+    assert fused[1][[0, 9, 10, 36]].abs().max() == 0
+    for name, grad in plain[2].items():
+        torch.testing.assert_close(fused[2][name], grad, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_a_lora_wrapped_head_keeps_the_checkpointed_chunks(monkeypatch):
+    """The fused loss would skip the adapter's gradients: a wrapped head recomputes its chunks instead."""
+    import torch.utils.checkpoint as checkpointing
+
+    from lora_course.lora.layer import LoRALinear
+    from lora_course.train.loss import chunked_cross_entropy
+
+    hidden, base, targets = _head_case()
+    head = LoRALinear(base, r=2, alpha=4)
+    with torch.no_grad():
+        head.lora_B.weight.normal_(0, 0.1)  # non-zero B: lora_A gets a gradient too
+    plain = _loss_and_grads(_plain, hidden, head, targets)
+    calls = []
+    original = checkpointing.checkpoint
+    monkeypatch.setattr("torch.utils.checkpoint.checkpoint", lambda *a, **k: calls.append(1) or original(*a, **k))
+    chunked = _loss_and_grads(lambda h, m, t: chunked_cross_entropy(h, m, t, 10), hidden, head, targets)
+    assert len(calls) == 4  # 37 rows in chunks of 10
+    torch.testing.assert_close(chunked[0], plain[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(chunked[1], plain[1], rtol=1e-5, atol=1e-6)
+    assert {n for n, g in plain[2].items() if g is not None} == {"lora_A.weight", "lora_B.weight"}
+    for name, grad in plain[2].items():
+        if grad is not None:
+            torch.testing.assert_close(chunked[2][name], grad, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_the_chunked_loss_without_gradients_is_the_plain_value(monkeypatch):
+    from lora_course.train.loss import chunked_cross_entropy
+
+    hidden, head, targets = _head_case()
+    monkeypatch.setattr("torch.utils.checkpoint.checkpoint", _no_checkpoint)
+    with torch.no_grad():
+        plain = _plain(hidden, head, targets)
+        chunked = chunked_cross_entropy(hidden, head, targets, 8)
+    assert chunked.grad_fn is None and not chunked.requires_grad
+    torch.testing.assert_close(chunked, plain, rtol=1e-5, atol=1e-5)
+
+
+def test_the_fused_loss_under_bf16_autocast_agrees_with_the_plain_one():
+    """Under autocast the head's matmul runs in bf16 on both paths; the softmax in fp32 on both."""
+    from lora_course.train.loss import chunked_cross_entropy
+
+    hidden, head, targets = _head_case(rows=40, width=32, vocabulary=64)
+    results = {}
+    for name, fn in (("plain", _plain), ("fused", lambda h, m, t: chunked_cross_entropy(h, m, t, 16))):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            results[name] = _loss_and_grads(fn, hidden, head, targets)
+    plain, fused = results["plain"], results["fused"]
+    assert fused[1].dtype == plain[1].dtype == torch.float32 and fused[2]["weight"].dtype == torch.float32
+    torch.testing.assert_close(fused[0], plain[0], rtol=1e-2, atol=1e-2)
+    torch.testing.assert_close(fused[1], plain[1], rtol=2e-2, atol=2e-2 * plain[1].abs().max().item())
+    for name, grad in plain[2].items():
+        torch.testing.assert_close(fused[2][name], grad, rtol=2e-2, atol=2e-2 * grad.abs().max().item(), msg=name)
+
+
 def test_a_run_with_the_chunked_loss_trains_as_the_plain_one(examples, collate):
     histories = {}
     for rows in (None, 5):

@@ -23,14 +23,16 @@ What the forward saves for backward (all of it alive when backward starts):
                      loss saves (fp32). The course's loss sends only the
                      positions that predict a target through the head (lora_course.train.loss): B x (T-1)
                      rows, every token a target, the worst case; ``full_logits`` counts every position
-                     as Hugging Face's loss does; ``loss_chunk_rows`` one chunk of rows at a time
+                     as Hugging Face's loss does; ``loss_chunk_rows`` one chunk of rows at a time, and
+                     then (the fused linear cross-entropy) the forward keeps the target rows' hidden-state
+                     gradient (and the head weight's fp32 gradient if it trains) instead of the logits
 
 What exists only for a moment; the phases follow one another, so the peak is the largest of them:
     logits upcast    the loss's fp32 copy of 16-bit logits (and, in Hugging Face's loss before
                      transformers 4.49, a shifted contiguous copy of it), freed once the log-softmax exists
     logits gradient  the loss's backward: nll's gradient and log-softmax's, both vocabulary-wide fp32,
-                     next to the saved log-softmax (the logits themselves are freed by then); chunked, one
-                     chunk's worth
+                     next to the saved log-softmax (the logits themselves are freed by then); chunked, none:
+                     the fused loss computes each chunk's logits gradient in its forward, in place
     recomputation    gradient checkpointing: the layer being back-propagated has its activations
                      rebuilt (and, under autocast, its weight copies)
     backward temps   the largest op's backward scratch: the SwiGLU MLP's three I-wide gradients (plus a
@@ -294,14 +296,18 @@ def estimate(model_or_config, setup: Setup) -> Breakdown:
     head_trains = setup.method == "full" or (setup.method == "partial" and not tied)
     if setup.method in ("full", "partial"):
         final += B * T * h * stream  # final norm weight trains: keeps the normalized input
-    if setup.loss_chunk_rows:
-        final += rows * h * act  # the target rows' hidden states, kept for the chunks' recomputation
+    fused = bool(setup.loss_chunk_rows)  # the model's own Linear head: the fused linear cross-entropy
+    if fused:  # its forward leaves the gradients, not the inputs, for the backward
+        if rg or setup.method in ("full", "partial"):
+            final += rows * h * act  # the target rows' hidden-state gradient
+        if head_trains:
+            final += V * h * 4  # the head weight's gradient, accumulated in fp32 over the chunks
     elif head_trains:
         final += rows * h * act  # lm_head input
     final += B * (T - 1) * 8  # the shifted labels the loss keeps
     if setup.method == "full":
         final += B * T * 8  # the embedding keeps the token ids
-    head_copy = 2 * V * h if autocast and wbytes == 4 and (rg or head_trains) else 0
+    head_copy = 2 * V * h if autocast and wbytes == 4 and (rg or head_trains) else 0  # fused: autocast's cache
 
     if setup.gradient_checkpointing:
         # each checkpointed layer keeps only its input; the rest, weight copies included, is recomputed
@@ -317,12 +323,21 @@ def estimate(model_or_config, setup: Setup) -> Breakdown:
 
     # ---- the vocabulary-wide tensors: forward, then the loss's backward
     upcast = 4 if act != 4 else 0  # the loss's fp32 copy of 16-bit logits
-    logits = chunk * V * (act + 4)  # the logits and the saved log-softmax (fp32)
-    logits_upcast = chunk * V * upcast  # the loss's input, freed once the log-softmax is computed
-    if setup.full_logits:
-        logits_upcast += chunk * V * 4  # transformers before 4.49 shifted the fp32 logits with a contiguous copy
-    logits_gradient = chunk * V * 8  # nll's gradient and log-softmax's, fp32
-    loss_backward = chunk * V * 4 + logits_gradient  # next to the saved log-softmax
+    if fused:  # all in the forward, one chunk at a time; the backward only scales the stored gradients
+        logits = chunk * V * 4  # the chunk's fp32 logits, turned into their gradient in place
+        logits_upcast = chunk * V * (act if act != 4 else 0)  # the 16-bit logits, then the 16-bit d_logits
+        if head_trains:  # a chunk's weight gradient in the logits' dtype and its fp32 copy, before the sum
+            logits_upcast += V * h * (act + (4 if act != 4 else 0))
+        logits_gradient = 0
+        loss_backward = (rows * h * act if rg or setup.method in ("full", "partial") else 0) + (
+            V * h * 4 if head_trains else 0)  # the scaled copies of the stored gradients
+    else:
+        logits = chunk * V * (act + 4)  # the logits and the saved log-softmax (fp32)
+        logits_upcast = chunk * V * upcast  # the loss's input, freed once the log-softmax is computed
+        if setup.full_logits:
+            logits_upcast += chunk * V * 4  # transformers before 4.49 shifted the fp32 logits with a contiguous copy
+        logits_gradient = chunk * V * 8  # nll's gradient and log-softmax's, fp32
+        loss_backward = chunk * V * 4 + logits_gradient  # next to the saved log-softmax
 
     # ---- the largest op's backward scratch, and the residual stream's gradient beside it
     mlp_scratch = 3 * B * T * I * act + (I * h * act if quantized else 0)  # + a dequantized 4-bit weight
