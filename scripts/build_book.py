@@ -372,6 +372,10 @@ def main(argv: list[str] | None = None) -> int:
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     env.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # a progress bar frozen into a static page says nothing
     env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    # OpenMP threads that spin while they wait lose their whole time slice whenever the machine is busier than
+    # it has cores: with the test suite running beside a kernel, a chapter cell ran 8-17x slower than on the
+    # quiet machine; sleeping waiters took a matmul loop from 59 s to 25 s under that load
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if not profile.use_hub:
         env["HF_HUB_OFFLINE"] = "1"  # fast and cpu builds must work (and be reproducible) with no hub
 
