@@ -189,3 +189,23 @@ def test_a_kernel_killed_by_a_signal_or_exiting_gets_one_line(action, words):
     assert words in reason and "\n" not in reason
     assert "memory limit" in reason_from_status(_status_of(lambda: os.kill(os.getpid(), signal.SIGKILL)),
                                                 {"memory.oom_kill": 1})
+
+
+def test_a_memory_total_that_needs_more_than_one_poll_to_read_is_still_reached(monkeypatch):
+    """On a loaded machine one poll's time budget may read only one process's memory map: the processes not
+    read count with their last reading, and each poll reads on from where the last stopped, so four children
+    of 800 MiB pass a 3,072 MiB total within four polls instead of never (each poll reading the same one)."""
+    from lora_course.grading import sandbox_limits as sl
+
+    sizes = {f"/proc/{n}": 800 << 10 for n in (11, 12, 13, 14)} | {"/proc/10": 100 << 10}
+    monkeypatch.setattr(sl, "_rss_kb", lambda pid: sizes[pid])
+    monkeypatch.setattr(sl, "_pss_kb", lambda pid: sizes[pid])
+    monkeypatch.setattr(sl, "PSS_BUDGET_S", -1.0)  # the budget is spent after every single read
+    known: dict[str, int] = {}
+    totals = [sl._pss_total_kb(list(sizes), 3072 << 10, known) for _ in range(5)]
+    assert totals[0] == 800 << 10  # one read: a lower bound
+    assert totals[-1] > 3072 << 10 and totals == sorted(totals)
+    assert next(i for i, t in enumerate(totals) if t > 3072 << 10) <= 3
+    # a process that is gone no longer counts
+    del sizes["/proc/11"]
+    assert sl._pss_total_kb(list(sizes), 3072 << 10, known) == (3 * 800 + 100) << 10

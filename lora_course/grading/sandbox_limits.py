@@ -210,17 +210,26 @@ def _pss_kb(proc: str) -> int:
 PSS_BUDGET_S = 0.2
 
 
-def _pss_total_kb(pids: list[str], stop_at_kb: int) -> int:
+def _pss_total_kb(pids: list[str], stop_at_kb: int, known: dict[str, int]) -> int:
     """The processes' proportional set sizes added up, largest resident first, until the sum passes
     ``stop_at_kb`` (a breach: no need to read on) or the time budget is spent (each read waits for the process's
-    memory map, which a process that keeps forking holds often): then it is a lower bound, and the next poll,
-    which counts processes first, comes sooner."""
-    total, deadline = 0, time.monotonic() + PSS_BUDGET_S
-    for pid in sorted(pids, key=_rss_kb, reverse=True):
-        total += _pss_kb(pid)
-        if total > stop_at_kb or time.monotonic() > deadline:
+    memory map, which a process that keeps forking holds often, and a loaded machine makes every read slow).
+    A process not read this time counts with its size at its last reading (``known``, updated here), so a
+    total that needs more reads than one poll's budget is still reached within a few polls, not by luck."""
+    total, deadline, unread = 0, time.monotonic() + PSS_BUDGET_S, []
+    # never read before first (so each poll reads on where the last one stopped), then largest resident first
+    ordered = sorted(pids, key=lambda pid: (pid in known, -_rss_kb(pid)))
+    for i, pid in enumerate(ordered):
+        known[pid] = _pss_kb(pid)
+        total += known[pid]
+        if total > stop_at_kb:
+            return total
+        if time.monotonic() > deadline:
+            unread = ordered[i + 1:]
             break
-    return total
+    for gone in set(known) - set(pids):
+        del known[gone]
+    return total + sum(known.get(pid, 0) for pid in unread)
 
 
 def _folder_usage(root: str, max_entries: int, stop_at: int) -> tuple[int, int]:
@@ -276,6 +285,7 @@ class Supervisor:
         self.ns = os.readlink(f"/proc/{child}/ns/pid")
         self.polls = 0
         self.last_count = 0
+        self.pss_known: dict[str, int] = {}  # /proc folder -> its PSS (KiB) at its last reading
         self.peak = {"memory_mb": 0, "processes": 0, "disk_mb": 0}
 
     def _processes(self) -> list[str]:
@@ -303,7 +313,7 @@ class Supervisor:
         if lim.memory_mb:
             kb = sum(_rss_kb(p) for p in pids)
             if kb > lim.memory_mb << 10:  # resident counts shared pages in each process: measure exactly
-                kb = _pss_total_kb(pids, lim.memory_mb << 10)
+                kb = _pss_total_kb(pids, lim.memory_mb << 10, self.pss_known)
             self.peak["memory_mb"] = max(self.peak["memory_mb"], kb >> 10)
             if kb > lim.memory_mb << 10:
                 return (f"memory limit: the submission's {len(pids)} process(es) used {-(-kb >> 10)} MiB together, the "
