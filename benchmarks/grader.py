@@ -56,7 +56,8 @@ def main(argv=None) -> dict:
         results = run_interleaved(peers, repeats=repeats, warmup=0)
     same = all(r["scores"] == results["1 worker"].rounds[0]["scores"] for res in results.values() for r in res.rounds)
     ratios = [{**ratio(results, "2 workers", "1 worker", "submissions_per_minute"),
-               "name": "grader submissions/min 2 workers / 1 worker"}]
+               "name": "grader submissions/min 2 workers / 1 worker",
+               "differs": "only the number of kernels grading at once (2 vs 1); the same class, limits and grader"}]
     n = results["1 worker"].rounds[0]["submissions"]
     rows = [{"peer": name, "submissions": n, "median_s": r.median("seconds"),
              "submissions_per_minute": r.median("submissions_per_minute")} for name, r in results.items()]

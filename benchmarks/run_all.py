@@ -85,7 +85,9 @@ def summarize(name: str, out: Path) -> dict:
         ratios = [r["estimated_mib"] / r["measured_mib"] for r in data if r["measured_mib"]]
         worst = max(abs(r["total_error"]) for r in data)
         return {"ratios": [{"name": f"memory estimate / measured, {len(data)} setups", "ratio": _median(ratios),
-                            "min": min(ratios), "max": max(ratios), "note": f"worst total error {worst:.2%}"}]}
+                            "min": min(ratios), "max": max(ratios), "note": f"worst total error {worst:.2%}",
+                            "differs": "the estimate from the model's config vs every tensor of a real step, "
+                                       "counted (fp32, CPU: the tensors a step keeps, not the allocator's peak)"}]}
     ratios = []
     for r in data["ratios"]:
         ratios.append({"name": r.get("name") or f"{r.get('key', '')} {r['of']}", "ratio": r["ratio"],
